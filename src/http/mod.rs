@@ -1,0 +1,15 @@
+//! The sans-io HTTP core: everything ringcast decides, as functions over bytes
+//! and values. Nothing here touches a socket, a file or the clock.
+//!
+//! A request flows: [`request::parse`] -> [`plan::route`] (method, [`path`]) ->
+//! the I/O layer opens the file -> [`plan::plan_file`] ([`validators`], [`range`],
+//! [`mime`]) -> a head plus a [`plan::Body`] for the I/O layer to send.
+
+pub mod body;
+pub mod error;
+pub mod mime;
+pub mod path;
+pub mod plan;
+pub mod range;
+pub mod request;
+pub mod validators;

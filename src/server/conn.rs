@@ -1,0 +1,168 @@
+//! One connection, from accept to close: read bytes, let the `http` core
+//! decide, send what it planned, repeat while the connection stays alive.
+//! Pipelined requests are answered in order because each is answered before
+//! the next is parsed; what the client sent ahead waits in the read buffer.
+
+use super::send::{send_response, SendError};
+use super::Core;
+use crate::http::body::BodySkipper;
+use crate::http::error::RequestError;
+use crate::http::plan::{plan_error, plan_file, route, Body};
+use crate::http::request::{self, BodyFraming, Request, MAX_HEAD};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::io::BufferedFile;
+use glommio::net::TcpStream;
+use std::io;
+use std::os::fd::{FromRawFd, IntoRawFd};
+
+/// Read buffer size for a new connection; grows up to [`MAX_HEAD`] for big heads.
+const INITIAL_READ_BUFFER: usize = 2 * 1024;
+/// Buffers larger than this are released once a response is done, so idle
+/// keep-alive connections stay small.
+const RETAINED_BUFFER: usize = 4 * 1024;
+
+/// Serves `stream` until the client closes, an error, or `Connection: close`.
+pub async fn serve(core: &Core, mut stream: TcpStream) {
+    let mut conn = Connection {
+        read: Vec::with_capacity(INITIAL_READ_BUFFER),
+        head: Vec::new(),
+    };
+    let _ = conn.run(core, &mut stream).await;
+    let _ = stream.close().await;
+}
+
+struct Connection {
+    /// Bytes received and not yet consumed: the start of the next request(s).
+    read: Vec<u8>,
+    /// The response head being built, then the coalescing send buffer.
+    head: Vec<u8>,
+}
+
+/// How a request's exchange ended.
+enum Next {
+    KeepAlive(BodyFraming),
+    Close,
+}
+
+impl Connection {
+    async fn run(&mut self, core: &Core, stream: &mut TcpStream) -> io::Result<()> {
+        loop {
+            let next = match request::parse(&self.read) {
+                Ok(Some((request, used))) => {
+                    let next = respond(core, stream, &request, &mut self.head).await?;
+                    self.read.drain(..used);
+                    next
+                }
+                Ok(None) => {
+                    if self.fill(stream).await? == 0 {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    let reading = core.clock.now();
+                    let clock = super::clock::clock(&reading);
+                    plan_error(RequestError::Parse(error), None, &clock, &mut self.head);
+                    stream.write_all(&self.head).await?;
+                    return Ok(());
+                }
+            };
+            self.release_excess();
+            match next {
+                Next::KeepAlive(framing) => self.skip_body(stream, framing).await?,
+                Next::Close => return Ok(()),
+            }
+        }
+    }
+
+    /// Reads more bytes; returns 0 at end of stream.
+    async fn fill(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+        let filled = self.read.len();
+        // Double as a head grows; `parse` refuses heads over MAX_HEAD, so the
+        // buffer never needs to hold more than that.
+        let want = INITIAL_READ_BUFFER
+            .max(filled)
+            .min((MAX_HEAD + 1).saturating_sub(filled))
+            .max(1);
+        self.read.resize(filled + want, 0);
+        let result = stream.read(&mut self.read[filled..]).await;
+        self.read.truncate(filled + *result.as_ref().unwrap_or(&0));
+        result
+    }
+
+    /// Drops the request's own content before the next request is parsed.
+    async fn skip_body(&mut self, stream: &mut TcpStream, framing: BodyFraming) -> io::Result<()> {
+        let mut skipper = BodySkipper::new(framing);
+        loop {
+            let used = skipper
+                .skip(&self.read)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunked body"))?;
+            self.read.drain(..used);
+            if skipper.is_done() {
+                return Ok(());
+            }
+            if self.fill(stream).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    fn release_excess(&mut self) {
+        if self.head.capacity() > RETAINED_BUFFER {
+            self.head = Vec::new();
+        }
+        if self.read.capacity() > RETAINED_BUFFER && self.read.len() <= INITIAL_READ_BUFFER {
+            let mut smaller = Vec::with_capacity(INITIAL_READ_BUFFER);
+            smaller.extend_from_slice(&self.read);
+            self.read = smaller;
+        }
+    }
+}
+
+/// Answers one parsed request completely.
+async fn respond(
+    core: &Core,
+    stream: &mut TcpStream,
+    request: &Request<'_>,
+    head: &mut Vec<u8>,
+) -> io::Result<Next> {
+    head.clear();
+    let reading = core.clock.now();
+    let clock = super::clock::clock(&reading);
+    let opened = route(request).and_then(|path| {
+        let file = core.root.open_file(&path).map_err(RequestError::File)?;
+        Ok((path, file))
+    });
+    let (path, file) = match opened {
+        Ok(found) => found,
+        Err(error) => {
+            let plan = plan_error(error, Some(request), &clock, head);
+            stream.write_all(head).await?;
+            return Ok(next_after(plan.keep_alive, request));
+        }
+    };
+    let plan = plan_file(request, &path, &file.meta, &clock, head);
+    let result = match plan.body {
+        Body::None => send_response(stream, None, head, &plan.body).await,
+        _ => {
+            // SAFETY: ownership of the descriptor moves into the BufferedFile.
+            let file = unsafe { BufferedFile::from_raw_fd(file.fd.into_raw_fd()) };
+            let result = send_response(stream, Some(&file), head, &plan.body).await;
+            let _ = file.close().await;
+            result
+        }
+    };
+    match result {
+        Ok(()) => Ok(next_after(plan.keep_alive, request)),
+        Err(SendError::Socket(e)) | Err(SendError::File(e)) => Err(e),
+        Err(SendError::Truncated) => Ok(Next::Close),
+    }
+}
+
+fn next_after(keep_alive: bool, request: &Request<'_>) -> Next {
+    if keep_alive {
+        Next::KeepAlive(request.body)
+    } else {
+        Next::Close
+    }
+}

@@ -1,0 +1,58 @@
+//! One listening socket per core, all on the same address with SO_REUSEPORT,
+//! so the kernel balances new connections across cores with no shared queue.
+
+use super::ServerError;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::SocketAddr;
+
+/// Binds `count` sockets to `addr`. With port 0 the first socket picks the
+/// port and the others join it.
+pub fn bind_all(addr: SocketAddr, count: usize, backlog: u32) -> Result<Vec<Socket>, ServerError> {
+    let mut sockets: Vec<Socket> = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let socket = bind_one(addr, backlog).map_err(|e| ServerError::Listen(addr, e))?;
+        if let Some(bound) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
+            addr = bound;
+        }
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}
+
+fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_is_shared_by_every_core() {
+        let sockets = bind_all("127.0.0.1:0".parse().unwrap(), 3, 16).unwrap();
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap().as_socket().unwrap().port())
+            .collect();
+        assert!(
+            ports[0] != 0 && ports.iter().all(|&p| p == ports[0]),
+            "{ports:?}"
+        );
+    }
+
+    #[test]
+    fn an_address_in_use_is_an_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        assert!(matches!(
+            bind_all(addr, 1, 16),
+            Err(ServerError::Listen(..))
+        ));
+    }
+}
