@@ -228,7 +228,7 @@ fn if_range_holds(if_range: Single<'_>, v: &Validators<'_>) -> bool {
     };
     if value.starts_with(b"\"") || value.starts_with(b"W/") {
         return match parse_entity_tag(value) {
-            Some((tag, rest)) if rest.is_empty() => tag.strong_eq(&v.current_tag()),
+            Some((tag, [])) => tag.strong_eq(&v.current_tag()),
             _ => false,
         };
     }
@@ -411,8 +411,10 @@ mod tests {
             eval(&[("if-none-match", "\"nope\""), ("ims", LM_TEXT)], false),
             GO
         );
-        let mut c = Conditionals::default();
-        c.if_modified_since = Single::Repeated;
+        let c = Conditionals {
+            if_modified_since: Single::Repeated,
+            ..Default::default()
+        };
         assert_eq!(evaluate(&c, false, &v()), GO, "repeated IMS is ignored");
     }
 
@@ -437,8 +439,10 @@ mod tests {
         assert_eq!(eval(&[("if-range", LM_TEXT)], true), GO_RANGE);
         assert_eq!(eval(&[("if-range", AFTER)], true), GO);
         assert_eq!(eval(&[("if-range", "garbage")], true), GO);
-        let mut c = Conditionals::default();
-        c.if_range = Single::One(LM_TEXT.as_bytes());
+        let mut c = Conditionals {
+            if_range: Single::One(LM_TEXT.as_bytes()),
+            ..Default::default()
+        };
         let fresh = Validators { now: LM, ..v() };
         assert_eq!(
             evaluate(&c, true, &fresh),

@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 /// Binds `count` sockets to `addr`. With port 0 the first socket picks the
 /// port and the others join it.
 pub fn bind_all(addr: SocketAddr, count: usize, backlog: u32) -> Result<Vec<Socket>, ServerError> {
+    if addr.port() != 0 {
+        ensure_unused(addr).map_err(|e| ServerError::Listen(addr, e))?;
+    }
     let mut sockets: Vec<Socket> = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count {
@@ -18,6 +21,15 @@ pub fn bind_all(addr: SocketAddr, count: usize, backlog: u32) -> Result<Vec<Sock
         sockets.push(socket);
     }
     Ok(sockets)
+}
+
+/// SO_REUSEPORT would let a second server (a forgotten ringcast, say) join the
+/// same port and silently take half its connections. A plain bind first
+/// fails with EADDRINUSE if anyone listens there already.
+fn ensure_unused(addr: SocketAddr) -> std::io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
 }
 
 fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
@@ -44,6 +56,16 @@ mod tests {
             ports[0] != 0 && ports.iter().all(|&p| p == ports[0]),
             "{ports:?}"
         );
+    }
+
+    #[test]
+    fn a_second_server_cannot_join_a_used_port() {
+        let first = bind_all("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
+        let addr = first[0].local_addr().unwrap().as_socket().unwrap();
+        assert!(matches!(
+            bind_all(addr, 1, 16),
+            Err(ServerError::Listen(..))
+        ));
     }
 
     #[test]

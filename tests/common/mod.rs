@@ -1,0 +1,221 @@
+//! Shared harness for the loopback tests: start the real `ringcast` binary on
+//! a free port, talk raw HTTP/1.1 to it, and parse what comes back.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Socket timeouts: a hung server fails a test instead of hanging it.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running server, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts ringcast on `root` with extra flags, on port 0, CPU 0 unless `--cpus` is given.
+    pub fn start(root: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["--root", root.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+        if !extra.contains(&"--cpus") {
+            args.extend(["--cpus", "0"]);
+        }
+        args.extend(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ringcast starts");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in startup line {line:?}"))
+            .parse()
+            .unwrap();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in stderr.lines() {});
+        Server { child, addr }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream
+    }
+
+    /// Sends one raw request on a new connection and reads one response.
+    pub fn exchange(&self, raw: &[u8]) -> Response {
+        let mut stream = self.connect();
+        stream.write_all(raw).unwrap();
+        read_response(&mut stream, raw.starts_with(b"HEAD "))
+    }
+
+    /// `GET path` with extra header lines (each ending in CRLF).
+    pub fn get(&self, path: &str, headers: &str) -> Response {
+        self.exchange(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{headers}\r\n").as_bytes())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Header fields in order, names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n == name).count()
+    }
+}
+
+/// Reads one response: head, then a body framed by Content-Length (none for
+/// HEAD, 304, or when `head_only`), or up to EOF if there is no length.
+pub fn read_response(stream: &mut impl Read, head_only: bool) -> Response {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!(
+                "response head cut short after {:?}: {other:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    let text = String::from_utf8(head).unwrap();
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+    let status = status_line[9..12].parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only || status == 304 {
+        return response;
+    }
+    match response.header("content-length") {
+        Some(len) => {
+            let mut body = vec![0; len.parse().unwrap()];
+            stream.read_exact(&mut body).unwrap();
+            response.body = body;
+        }
+        None => {
+            stream.read_to_end(&mut response.body).unwrap();
+        }
+    }
+    response
+}
+
+/// True if the peer has closed: a read returns EOF (or a reset) promptly.
+pub fn is_closed(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    matches!(stream.read(&mut buf), Ok(0) | Err(_))
+}
+
+/// Deterministic pseudo-random bytes, so expected bodies are easy to compute.
+pub fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Splits a multipart/byteranges body into (Content-Range, bytes) parts.
+pub fn multipart_parts(response: &Response) -> Vec<(String, Vec<u8>)> {
+    let content_type = response.header("content-type").unwrap();
+    let boundary = content_type.split("boundary=").nth(1).unwrap().to_string();
+    let delimiter = format!("--{boundary}");
+    let body = &response.body;
+    let mut parts = Vec::new();
+    let mut at = find(body, delimiter.as_bytes(), 0).expect("first delimiter");
+    loop {
+        at += delimiter.len();
+        if body[at..].starts_with(b"--") {
+            break;
+        }
+        let head_end = find(body, b"\r\n\r\n", at).unwrap() + 4;
+        let head = String::from_utf8_lossy(&body[at..head_end]).to_string();
+        let range = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Range: "))
+            .unwrap()
+            .to_string();
+        let next = find(body, format!("\r\n{delimiter}").as_bytes(), head_end).unwrap();
+        parts.push((range, body[head_end..next].to_vec()));
+        at = next + 2;
+    }
+    parts
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// Whether an external tool is installed. When `RINGCAST_REQUIRE_TOOLS` is
+/// set (as `.ci/run` does) a missing tool fails the test instead of skipping it.
+pub fn have_tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("RINGCAST_REQUIRE_TOOLS").is_none(),
+            "{name} is required (run tools/install-test-deps.sh)"
+        );
+        eprintln!("skipping: {name} is not installed (tools/install-test-deps.sh installs it)");
+    }
+    found
+}
