@@ -3,6 +3,7 @@
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything a core needs to know about how to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,12 +18,31 @@ pub struct Config {
     pub follow_symlinks: bool,
     /// Listen backlog per core's socket.
     pub backlog: u32,
+    /// Limits and timeouts against slow, stuck or hostile clients.
+    pub limits: Limits,
+}
+
+/// How long and how much one client may take, per connection or per core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A request head must arrive whole within this time of its first byte.
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection (no request started) is closed after this.
+    pub idle_timeout: Duration,
+    /// A connection whose socket accepts no bytes for this long is closed.
+    pub send_timeout: Duration,
+    /// Connections per core; beyond it the core stops accepting until one closes.
+    pub max_conns: usize,
+    /// Requests served on one connection before it is closed (0: no limit).
+    pub max_requests_per_conn: u64,
+    /// On SIGTERM/SIGINT, how long in-flight responses may take to finish.
+    pub drain_timeout: Duration,
 }
 
 /// ringcast: a thread-per-core HTTP/1.1 media server (GET and HEAD of files,
 /// byte ranges, validators) on glommio and io_uring.
 #[derive(Debug, Parser)]
-#[command(name = "ringcast", version, about, long_about = None)]
+#[command(name = "ringcast", version, about, long_about = None, args_override_self = true)]
 struct Flags {
     /// Directory to serve. Nothing outside it is ever sent.
     #[arg(long, value_name = "DIR", default_value = ".", value_parser = parse_root)]
@@ -45,6 +65,34 @@ struct Flags {
     /// Pending-connection backlog of each core's listening socket.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     backlog: u32,
+
+    /// A request head must arrive whole within this time of its first byte,
+    /// or the connection gets 408 and is closed. Trickling does not extend it.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+
+    /// Close a keep-alive connection that starts no request for this long.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+
+    /// Close a connection whose socket accepts no bytes for this long (a
+    /// stalled player). Slow but moving downloads are never cut.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    send_timeout: Duration,
+
+    /// Most open connections per core; beyond it the core stops accepting (the
+    /// kernel backlog holds new ones) until a connection closes.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_conns: u64,
+
+    /// Close a connection after this many requests (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_requests_per_conn: u64,
+
+    /// On SIGTERM or SIGINT, stop accepting at once and give in-flight
+    /// responses this long to finish before exiting. A second signal exits at once.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    drain_timeout: Duration,
 }
 
 impl Config {
@@ -83,6 +131,14 @@ impl Config {
             cpus,
             follow_symlinks: flags.follow_symlinks,
             backlog: flags.backlog,
+            limits: Limits {
+                header_timeout: flags.header_timeout,
+                idle_timeout: flags.idle_timeout,
+                send_timeout: flags.send_timeout,
+                max_conns: usize::try_from(flags.max_conns).unwrap_or(usize::MAX),
+                max_requests_per_conn: flags.max_requests_per_conn,
+                drain_timeout: flags.drain_timeout,
+            },
         })
     }
 }
@@ -107,6 +163,19 @@ fn parse_root(value: &str) -> Result<PathBuf, String> {
         return Err(format!("{value:?} is not a directory"));
     }
     Ok(path)
+}
+
+/// `500ms`, `2s`, `1m`, `1h 30m` (humantime), or a bare number of seconds.
+/// Zero is refused: every timeout must be able to fire.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let duration = match value.trim().parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(value).map_err(|e| format!("{value:?}: {e}"))?,
+    };
+    if duration.is_zero() {
+        return Err(format!("{value:?} must be longer than zero"));
+    }
+    Ok(duration)
 }
 
 /// A parsed `--cpus` value (a newtype so clap takes it as one value).
@@ -178,6 +247,48 @@ mod tests {
     }
 
     #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        for bad in ["", "0", "0s", "-1s", "2 parsecs", "abc"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn limits_reach_the_config() {
+        let config = Config::try_from_iter([
+            "ringcast",
+            "--header-timeout",
+            "2s",
+            "--idle-timeout",
+            "3s",
+            "--send-timeout",
+            "3s",
+            "--max-conns",
+            "4000",
+            "--max-requests-per-conn",
+            "7",
+            "--drain-timeout",
+            "1500ms",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.limits,
+            Limits {
+                header_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(3),
+                send_timeout: Duration::from_secs(3),
+                max_conns: 4000,
+                max_requests_per_conn: 7,
+                drain_timeout: Duration::from_millis(1500),
+            }
+        );
+    }
+
+    #[test]
     fn cpu_lists() {
         assert_eq!(expand_cpu_list("0"), Ok(vec![0]));
         assert_eq!(expand_cpu_list("0,2-3"), Ok(vec![0, 2, 3]));
@@ -207,6 +318,8 @@ mod tests {
             &["ringcast", "--backlog", "0"],
             &["ringcast", "--bogus"],
             &["ringcast", "--cpus", "0-"],
+            &["ringcast", "--header-timeout", "0s"],
+            &["ringcast", "--max-conns", "0"],
         ] {
             assert!(Config::try_from_iter(args).is_err(), "{args:?}");
         }

@@ -103,6 +103,8 @@ pub enum RequestError {
     Chunk(ChunkError),
     MethodNotAllowed,
     MethodUnknown,
+    /// The request head did not arrive whole within the header timeout.
+    HeadTimeout,
 }
 
 /// The single mapping from errors to statuses.
@@ -127,6 +129,7 @@ pub fn status_of(error: RequestError) -> Status {
         RequestError::Chunk(_) => Status::BadRequest,
         RequestError::MethodNotAllowed => Status::MethodNotAllowed,
         RequestError::MethodUnknown => Status::NotImplemented,
+        RequestError::HeadTimeout => Status::RequestTimeout,
     }
 }
 
@@ -178,6 +181,7 @@ mod tests {
         );
         assert_eq!(status_of(RequestError::MethodNotAllowed).code(), 405);
         assert_eq!(status_of(RequestError::MethodUnknown).code(), 501);
+        assert_eq!(status_of(RequestError::HeadTimeout).code(), 408);
     }
 
     #[test]

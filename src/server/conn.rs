@@ -2,6 +2,12 @@
 //! decide, send what it planned, repeat while the connection stays alive.
 //! Pipelined requests are answered in order because each is answered before
 //! the next is parsed; what the client sent ahead waits in the read buffer.
+//!
+//! Timeouts: an idle connection waits at most `--idle-timeout` for a request
+//! to start; once its first byte is here the whole head must arrive by
+//! `--header-timeout` (a fixed deadline, so trickling does not extend it), or
+//! the client gets 408; every send may wait at most `--send-timeout` for the
+//! socket to take bytes (set on the stream at accept).
 
 use super::send::{send_response, SendError};
 use super::Core;
@@ -9,11 +15,12 @@ use crate::http::body::BodySkipper;
 use crate::http::error::RequestError;
 use crate::http::plan::{plan_error, plan_file, route, Body};
 use crate::http::request::{self, BodyFraming, Request, MAX_HEAD};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use glommio::io::BufferedFile;
 use glommio::net::TcpStream;
 use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::time::{Duration, Instant};
 
 /// Read buffer size for a new connection; grows up to [`MAX_HEAD`] for big heads.
 const INITIAL_READ_BUFFER: usize = 2 * 1024;
@@ -26,6 +33,7 @@ pub async fn serve(core: &Core, mut stream: TcpStream) {
     let mut conn = Connection {
         read: Vec::with_capacity(INITIAL_READ_BUFFER),
         head: Vec::new(),
+        served: 0,
     };
     let _ = conn.run(core, &mut stream).await;
     let _ = stream.close().await;
@@ -36,6 +44,8 @@ struct Connection {
     read: Vec<u8>,
     /// The response head being built, then the coalescing send buffer.
     head: Vec<u8>,
+    /// Requests answered so far, for `--max-requests-per-conn`.
+    served: u64,
 }
 
 /// How a request's exchange ended.
@@ -46,33 +56,100 @@ enum Next {
 
 impl Connection {
     async fn run(&mut self, core: &Core, stream: &mut TcpStream) -> io::Result<()> {
+        let limits = core.config.limits;
+        // Set when the current request's first byte is in the buffer.
+        let mut head_deadline: Option<Instant> = None;
         loop {
+            if self.read.is_empty() {
+                head_deadline = None;
+            } else if head_deadline.is_none() {
+                head_deadline = Some(Instant::now() + limits.header_timeout);
+            }
             let next = match request::parse(&self.read) {
-                Ok(Some((request, used))) => {
+                Ok(Some((mut request, used))) => {
+                    self.served += 1;
+                    let last = limits.max_requests_per_conn != 0
+                        && self.served >= limits.max_requests_per_conn;
+                    if last || core.drain.started() {
+                        request.keep_alive = false;
+                    }
                     let next = respond(core, stream, &request, &mut self.head).await?;
                     self.read.drain(..used);
+                    head_deadline = None;
                     next
                 }
                 Ok(None) => {
-                    if self.fill(stream).await? == 0 {
+                    let more = match head_deadline {
+                        None => self.fill_while_idle(core, stream).await?,
+                        Some(deadline) => self.fill_head(core, stream, deadline).await?,
+                    };
+                    if more == 0 {
                         return Ok(());
                     }
                     continue;
                 }
                 Err(error) => {
-                    let reading = core.clock.now();
-                    let clock = super::clock::clock(&reading);
-                    plan_error(RequestError::Parse(error), None, &clock, &mut self.head);
-                    stream.write_all(&self.head).await?;
-                    return Ok(());
+                    return self.refuse(core, stream, RequestError::Parse(error)).await;
                 }
             };
             self.release_excess();
             match next {
-                Next::KeepAlive(framing) => self.skip_body(stream, framing).await?,
-                Next::Close => return Ok(()),
+                Next::KeepAlive(framing) if !core.drain.started() => {
+                    self.skip_body(stream, framing, limits.idle_timeout).await?
+                }
+                _ => return Ok(()),
             }
         }
+    }
+
+    /// Waits for the first byte of a request, up to the idle timeout, and
+    /// gives up at once if the core starts draining. Returns 0 to close.
+    async fn fill_while_idle(&mut self, core: &Core, stream: &mut TcpStream) -> io::Result<usize> {
+        stream.set_read_timeout(Some(core.config.limits.idle_timeout))?;
+        let read = async { self.fill(stream).await.map(Some) };
+        let drained = async {
+            core.drain.wait().await;
+            Ok(None)
+        };
+        match future::or(read, drained).await {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads more of a started head, answering 408 when its deadline passes.
+    async fn fill_head(
+        &mut self,
+        core: &Core,
+        stream: &mut TcpStream,
+        deadline: Instant,
+    ) -> io::Result<usize> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !left.is_zero() {
+            stream.set_read_timeout(Some(left))?;
+            match self.fill(stream).await {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                other => return other,
+            }
+        }
+        self.refuse(core, stream, RequestError::HeadTimeout).await?;
+        Ok(0)
+    }
+
+    /// Answers a request that cannot be served and closes.
+    async fn refuse(
+        &mut self,
+        core: &Core,
+        stream: &mut TcpStream,
+        error: RequestError,
+    ) -> io::Result<()> {
+        let reading = core.clock.now();
+        let clock = super::clock::clock(&reading);
+        self.head.clear();
+        plan_error(error, None, &clock, &mut self.head);
+        stream.write_all(&self.head).await
     }
 
     /// Reads more bytes; returns 0 at end of stream.
@@ -90,8 +167,14 @@ impl Connection {
         result
     }
 
-    /// Drops the request's own content before the next request is parsed.
-    async fn skip_body(&mut self, stream: &mut TcpStream, framing: BodyFraming) -> io::Result<()> {
+    /// Drops the request's own content before the next request is parsed;
+    /// each read may wait up to `timeout`.
+    async fn skip_body(
+        &mut self,
+        stream: &mut TcpStream,
+        framing: BodyFraming,
+        timeout: Duration,
+    ) -> io::Result<()> {
         let mut skipper = BodySkipper::new(framing);
         loop {
             let used = skipper
@@ -101,6 +184,7 @@ impl Connection {
             if skipper.is_done() {
                 return Ok(());
             }
+            stream.set_read_timeout(Some(timeout))?;
             if self.fill(stream).await? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }

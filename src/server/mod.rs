@@ -8,17 +8,20 @@
 //! - [`fs`]: opening files strictly beneath the root.
 //! - [`send`]: the data path from file to socket.
 //! - [`clock`]: the per-core `Date` cache.
+//! - [`lifecycle`]: connection accounting, `--max-conns`, graceful shutdown.
 
 pub mod clock;
 pub mod conn;
 pub mod fs;
+pub mod lifecycle;
 pub mod listener;
 pub mod send;
 
 use crate::config::Config;
-use futures_lite::FutureExt;
+use futures_lite::{future, FutureExt};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
+use lifecycle::{Connections, Drain, Signals};
 use std::fmt;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -28,12 +31,16 @@ use std::time::Duration;
 
 /// How long a core waits before accepting again after running out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// While accept keeps failing, repeat the log line at most this often.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One core's state, shared by the tasks of that core only.
 pub struct Core {
     pub config: Config,
     pub root: fs::Root,
     pub clock: clock::DateCache,
+    pub connections: Rc<Connections>,
+    pub drain: Drain,
 }
 
 /// Why the server could not start.
@@ -45,6 +52,8 @@ pub enum ServerError {
     Root(std::io::Error),
     /// An executor could not be created or pinned to its CPU.
     Executor(usize, String),
+    /// Signal handling could not be set up.
+    Signals(nix::Error),
 }
 
 impl fmt::Display for ServerError {
@@ -55,16 +64,20 @@ impl fmt::Display for ServerError {
             ServerError::Executor(cpu, e) => {
                 write!(f, "cannot start the executor for CPU {cpu}: {e}")
             }
+            ServerError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
         }
     }
 }
 
 impl std::error::Error for ServerError {}
 
-/// Serves until every core stops (today: until the process is killed).
+/// Serves until SIGTERM/SIGINT, then drains and returns.
 pub fn run(config: Config) -> Result<(), ServerError> {
     // Check the root once here so a bad one is a clear startup error.
     drop(fs::Root::open(&config.root, config.follow_symlinks).map_err(ServerError::Root)?);
+    raise_fd_limit();
+    // Before any thread starts, so every thread inherits the blocked mask.
+    let signals = Signals::install().map_err(ServerError::Signals)?;
     let sockets = listener::bind_all(config.listen, config.cpus.len(), config.backlog)?;
     let addr = sockets[0]
         .local_addr()
@@ -79,9 +92,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let mut executors = Vec::with_capacity(config.cpus.len());
     for (&cpu, socket) in config.cpus.iter().zip(sockets) {
         let config = config.clone();
+        let signals = signals.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("ringcast-cpu{cpu}"))
-            .spawn(move || serve_core(config, socket))
+            .spawn(move || serve_core(config, socket, signals))
             .map_err(|e| ServerError::Executor(cpu, e.to_string()))?;
         executors.push((cpu, handle));
     }
@@ -93,9 +107,9 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// One core's accept loop. Each connection is its own task; a panic in one is
-/// caught and ends only that connection.
-async fn serve_core(config: Config, socket: socket2::Socket) {
+/// One core: accept until shutdown, then drain. Each connection is its own
+/// task; a panic in one is caught and ends only that connection.
+async fn serve_core(config: Config, socket: socket2::Socket, signals: Signals) {
     let root = match fs::Root::open(&config.root, config.follow_symlinks) {
         Ok(root) => root,
         Err(e) => {
@@ -107,15 +121,49 @@ async fn serve_core(config: Config, socket: socket2::Socket) {
         config,
         root,
         clock: clock::DateCache::default(),
+        connections: Rc::default(),
+        drain: Drain::default(),
     });
     // SAFETY: the socket is bound and listening, and ownership moves here.
     let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    future::or(accept_loop(&core, &listener), signals.wait()).await;
+    // Closing the listener makes the kernel send new connections to nobody:
+    // every core closes its own at about the same moment.
+    drop(listener);
+    core.drain.begin();
+    let drained = async {
+        while core.connections.open() > 0 {
+            core.connections.below(1).await;
+        }
+        true
+    };
+    let timeout = async {
+        glommio::timer::sleep(core.config.limits.drain_timeout).await;
+        false
+    };
+    if !future::or(drained, timeout).await {
+        eprintln!(
+            "ringcast: drain timeout; closing {} connections",
+            core.connections.open()
+        );
+    }
+}
+
+/// Accepts connections for as long as the core runs, at most `--max-conns` at once.
+async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
+    let limits = core.config.limits;
+    let mut last_error_log: Option<std::time::Instant> = None;
     loop {
+        core.connections.below(limits.max_conns).await;
         match listener.accept().await {
             Ok(stream) => {
+                last_error_log = None;
                 let _ = stream.set_nodelay(true);
+                let _ = stream.set_write_timeout(Some(limits.send_timeout));
                 let core = core.clone();
+                let slot = core.connections.register();
                 glommio::spawn_local(async move {
+                    let _slot = slot;
                     let served = AssertUnwindSafe(conn::serve(&core, stream)).catch_unwind();
                     if served.await.is_err() {
                         eprintln!("ringcast: a connection task panicked; connection dropped");
@@ -124,10 +172,25 @@ async fn serve_core(config: Config, socket: socket2::Socket) {
                 .detach();
             }
             Err(e) => {
-                // EMFILE/ENFILE and friends: back off instead of spinning.
-                eprintln!("ringcast: accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
+                // EMFILE/ENFILE and friends: back off instead of spinning, and
+                // say so once per episode rather than ten times a second.
+                if last_error_log.is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
+                    eprintln!("ringcast: accept failed: {e}; backing off {ACCEPT_BACKOFF:?} between retries");
+                    last_error_log = Some(std::time::Instant::now());
+                }
                 glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// Raises the soft open-files limit to the hard one: each connection and each
+/// response in flight holds a descriptor.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
 }

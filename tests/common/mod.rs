@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Socket timeouts: a hung server fails a test instead of hanging it.
@@ -15,22 +16,30 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// Lines the server wrote to stderr after its startup line.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     /// Starts ringcast on `root` with extra flags, on port 0, CPU 0 unless `--cpus` is given.
     pub fn start(root: &Path, extra: &[&str]) -> Server {
+        Self::start_with(root, extra, |_| {})
+    }
+
+    /// Like [`Server::start`], with a hook to adjust the command (rlimits, ...).
+    pub fn start_with(root: &Path, extra: &[&str], adjust: impl FnOnce(&mut Command)) -> Server {
         let mut args = vec!["--root", root.to_str().unwrap(), "--listen", "127.0.0.1:0"];
         if !extra.contains(&"--cpus") {
             args.extend(["--cpus", "0"]);
         }
         args.extend(extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        command
             .args(&args)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ringcast starts");
+            .stderr(Stdio::piped());
+        adjust(&mut command);
+        let mut child = command.spawn().expect("ringcast starts");
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         stderr.read_line(&mut line).unwrap();
@@ -42,8 +51,14 @@ impl Server {
             .parse()
             .unwrap();
         // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in stderr.lines() {});
-        Server { child, addr }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Server { child, addr, log }
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -63,6 +78,54 @@ impl Server {
     /// `GET path` with extra header lines (each ending in CRLF).
     pub fn get(&self, path: &str, headers: &str) -> Response {
         self.exchange(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{headers}\r\n").as_bytes())
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// CPU time (user + system) the server has used, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// Sends a signal and waits for the process to exit, returning its exit code.
+    pub fn signal_and_wait(&mut self, signal: i32, again: Option<i32>) -> Option<i32> {
+        unsafe { libc::kill(self.pid() as i32, signal) };
+        if let Some(second) = again {
+            std::thread::sleep(Duration::from_millis(200));
+            unsafe { libc::kill(self.pid() as i32, second) };
+        }
+        self.child.wait().unwrap().code()
+    }
+
+    /// Waits for the process to exit on its own, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn url(&self, path: &str) -> String {
