@@ -20,6 +20,23 @@ pub struct Config {
     pub backlog: u32,
     /// Limits and timeouts against slow, stuck or hostile clients.
     pub limits: Limits,
+    /// Where latency histograms and counters go.
+    pub observe: Observe,
+}
+
+/// Metrics, their outlets, and the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observe {
+    /// Record metrics at all (`--no-metrics` turns it off to measure the cost).
+    pub metrics: bool,
+    /// The admin listener for `/metrics` and `/stats`; never the public one.
+    pub admin: Option<SocketAddr>,
+    /// Print a one-line summary on stderr at this interval.
+    pub stats_interval: Option<Duration>,
+    /// Write an HdrHistogram interval log here.
+    pub latency_log: Option<PathBuf>,
+    /// Write a Combined Log Format access log here.
+    pub access_log: Option<PathBuf>,
 }
 
 /// How long and how much one client may take, per connection or per core.
@@ -93,6 +110,30 @@ struct Flags {
     /// responses this long to finish before exiting. A second signal exits at once.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     drain_timeout: Duration,
+
+    /// Serve /metrics (Prometheus) and /stats (JSON) on this address. Off by
+    /// default; never served on the public listener.
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin: Option<SocketAddr>,
+
+    /// Print a one-line summary (req/s, MB/s, TTFB percentiles, open
+    /// connections) on stderr every SECS seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    stats_interval: Option<Duration>,
+
+    /// Append an HdrHistogram interval log of TTFB, request duration, disk
+    /// wait and socket time (one interval per --stats-interval, else per second).
+    #[arg(long, value_name = "FILE")]
+    latency_log: Option<PathBuf>,
+
+    /// Append a Combined Log Format access log, plus the request time in
+    /// microseconds. Buffered per core and written without blocking.
+    #[arg(long, value_name = "FILE")]
+    access_log: Option<PathBuf>,
+
+    /// Record no metrics (to measure what recording costs).
+    #[arg(long)]
+    no_metrics: bool,
 }
 
 impl Config {
@@ -138,6 +179,13 @@ impl Config {
                 max_conns: usize::try_from(flags.max_conns).unwrap_or(usize::MAX),
                 max_requests_per_conn: flags.max_requests_per_conn,
                 drain_timeout: flags.drain_timeout,
+            },
+            observe: Observe {
+                metrics: !flags.no_metrics,
+                admin: flags.admin,
+                stats_interval: flags.stats_interval,
+                latency_log: flags.latency_log,
+                access_log: flags.access_log,
             },
         })
     }

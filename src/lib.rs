@@ -5,6 +5,8 @@
 //! - [`http`]: the sans-io core. Request parsing, path cleaning, byte ranges,
 //!   validators and preconditions, MIME types, response heads: plain functions
 //!   over bytes, tested without sockets.
+//! - [`metrics`]: per-core latency histograms and counters, merged on demand,
+//!   rendered for Prometheus, `/stats` JSON and percentile tables.
 //! - [`server`]: the per-core I/O layer. Binds one SO_REUSEPORT listener per
 //!   CPU, runs one pinned glommio executor per CPU, and moves bytes between
 //!   sockets and files as the `http` core decides.
@@ -13,4 +15,5 @@
 
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod server;

@@ -104,6 +104,11 @@ pub struct Request<'a> {
     /// `Expect: 100-continue` with a body: we never send 100, so we close after
     /// answering rather than wait for a body the client may hold back.
     pub expects_continue: bool,
+    /// The request line without its line ending, for the access log.
+    pub line: &'a [u8],
+    /// `Referer` and `User-Agent`, for the access log.
+    pub referer: Option<&'a [u8]>,
+    pub user_agent: Option<&'a [u8]>,
 }
 
 impl Request<'static> {
@@ -119,6 +124,9 @@ impl Request<'static> {
             keep_alive: false,
             body: BodyFraming::None,
             expects_continue: false,
+            line: b"",
+            referer: None,
+            user_agent: None,
         }
     }
 }
@@ -200,6 +208,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request<'_>, usize)>, ParseError> {
 }
 
 struct RequestLine<'a> {
+    text: &'a [u8],
     method: Method,
     target: &'a [u8],
     version: Version,
@@ -233,6 +242,7 @@ fn parse_request_line(buf: &[u8]) -> Result<Option<RequestLine<'_>>, ParseError>
         return Err(ParseError::BadRequestLine);
     }
     Ok(Some(RequestLine {
+        text: line,
         method: classify_method(method),
         target,
         version: parse_version(version)?,
@@ -281,6 +291,8 @@ fn interpret_fields<'a>(
     let mut connection_close = false;
     let mut connection_keep_alive = false;
     let mut expects_continue = false;
+    let mut referer = None;
+    let mut user_agent = None;
 
     for field in fields {
         let value = trim_ows(field.value);
@@ -310,6 +322,10 @@ fn interpret_fields<'a>(
             }
         } else if name.eq_ignore_ascii_case("expect") {
             expects_continue |= value.eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case("user-agent") {
+            user_agent = Some(value);
+        } else if name.eq_ignore_ascii_case("referer") {
+            referer = Some(value);
         }
     }
 
@@ -333,6 +349,9 @@ fn interpret_fields<'a>(
         keep_alive,
         body,
         expects_continue: expects_continue && body != BodyFraming::None,
+        line: line.text,
+        referer,
+        user_agent,
     })
 }
 
@@ -445,6 +464,7 @@ mod tests {
         assert_eq!(req.range, Single::One(b"bytes=0-1"));
         assert!(req.keep_alive);
         assert_eq!(req.body, BodyFraming::None);
+        assert_eq!(req.line, b"GET /a.mp4 HTTP/1.1");
     }
 
     #[test]

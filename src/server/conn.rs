@@ -9,17 +9,18 @@
 //! the client gets 408; every send may wait at most `--send-timeout` for the
 //! socket to take bytes (set on the stream at accept).
 
-use super::send::{send_response, SendError};
+use super::send::{SendError, Transfer};
 use super::Core;
 use crate::http::body::BodySkipper;
-use crate::http::error::RequestError;
+use crate::http::error::{RequestError, Status};
 use crate::http::plan::{plan_error, plan_file, route, Body};
 use crate::http::request::{self, BodyFraming, Request, MAX_HEAD};
+use crate::metrics::{ErrorKind, RequestTimes};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use glommio::io::BufferedFile;
 use glommio::net::TcpStream;
 use std::io;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 /// Read buffer size for a new connection; grows up to [`MAX_HEAD`] for big heads.
@@ -34,6 +35,10 @@ pub async fn serve(core: &Core, mut stream: TcpStream) {
         read: Vec::with_capacity(INITIAL_READ_BUFFER),
         head: Vec::new(),
         served: 0,
+        peer: core
+            .access_log
+            .as_ref()
+            .and_then(|_| stream.peer_addr().ok()),
     };
     let _ = conn.run(core, &mut stream).await;
     let _ = stream.close().await;
@@ -46,6 +51,8 @@ struct Connection {
     head: Vec<u8>,
     /// Requests answered so far, for `--max-requests-per-conn`.
     served: u64,
+    /// The client's address, looked up only for the access log.
+    peer: Option<SocketAddr>,
 }
 
 /// How a request's exchange ended.
@@ -67,13 +74,19 @@ impl Connection {
             }
             let next = match request::parse(&self.read) {
                 Ok(Some((mut request, used))) => {
+                    let parsed_at = Instant::now();
                     self.served += 1;
                     let last = limits.max_requests_per_conn != 0
                         && self.served >= limits.max_requests_per_conn;
                     if last || core.drain.started() {
                         request.keep_alive = false;
                     }
-                    let next = respond(core, stream, &request, &mut self.head).await?;
+                    let exchange = Exchange {
+                        request: Some(&request),
+                        started: parsed_at,
+                        peer: self.peer,
+                    };
+                    let next = respond(core, stream, &exchange, &mut self.head).await?;
                     self.read.drain(..used);
                     head_deadline = None;
                     next
@@ -89,6 +102,7 @@ impl Connection {
                     continue;
                 }
                 Err(error) => {
+                    core.metrics.error(ErrorKind::BadRequest);
                     return self.refuse(core, stream, RequestError::Parse(error)).await;
                 }
             };
@@ -134,6 +148,7 @@ impl Connection {
                 other => return other,
             }
         }
+        core.metrics.error(ErrorKind::HeaderTimeout);
         self.refuse(core, stream, RequestError::HeadTimeout).await?;
         Ok(0)
     }
@@ -145,11 +160,25 @@ impl Connection {
         stream: &mut TcpStream,
         error: RequestError,
     ) -> io::Result<()> {
+        let exchange = Exchange {
+            request: None,
+            started: Instant::now(),
+            peer: self.peer,
+        };
         let reading = core.clock.now();
         let clock = super::clock::clock(&reading);
         self.head.clear();
-        plan_error(error, None, &clock, &mut self.head);
-        stream.write_all(&self.head).await
+        let plan = plan_error(error, None, &clock, &mut self.head);
+        deliver(
+            core,
+            stream,
+            &exchange,
+            &mut self.head,
+            &Body::None,
+            plan.status,
+            None,
+        )
+        .await
     }
 
     /// Reads more bytes; returns 0 at end of stream.
@@ -203,13 +232,25 @@ impl Connection {
     }
 }
 
+/// One request and what the access log and latencies need to know about it.
+struct Exchange<'r, 'b> {
+    /// `None` when the head could not be parsed.
+    request: Option<&'r Request<'b>>,
+    /// When the head was parsed (or refused): the origin of every latency.
+    started: Instant,
+    peer: Option<SocketAddr>,
+}
+
 /// Answers one parsed request completely.
 async fn respond(
     core: &Core,
     stream: &mut TcpStream,
-    request: &Request<'_>,
+    exchange: &Exchange<'_, '_>,
     head: &mut Vec<u8>,
 ) -> io::Result<Next> {
+    let request = exchange
+        .request
+        .expect("respond is only called with a parsed request");
     head.clear();
     let reading = core.clock.now();
     let clock = super::clock::clock(&reading);
@@ -217,36 +258,74 @@ async fn respond(
         let file = core.root.open_file(&path).map_err(RequestError::File)?;
         Ok((path, file))
     });
-    let (path, file) = match opened {
-        Ok(found) => found,
-        Err(error) => {
-            let plan = plan_error(error, Some(request), &clock, head);
-            stream.write_all(head).await?;
-            return Ok(next_after(plan.keep_alive, request));
-        }
+    let (plan, file) = match opened {
+        Ok((path, file)) => (
+            plan_file(request, &path, &file.meta, &clock, head),
+            Some(file),
+        ),
+        Err(error) => (plan_error(error, Some(request), &clock, head), None),
     };
-    let plan = plan_file(request, &path, &file.meta, &clock, head);
-    let result = match plan.body {
-        Body::None => send_response(stream, None, head, &plan.body).await,
-        _ => {
-            // SAFETY: ownership of the descriptor moves into the BufferedFile.
-            let file = unsafe { BufferedFile::from_raw_fd(file.fd.into_raw_fd()) };
-            let result = send_response(stream, Some(&file), head, &plan.body).await;
-            let _ = file.close().await;
-            result
-        }
-    };
-    match result {
-        Ok(()) => Ok(next_after(plan.keep_alive, request)),
-        Err(SendError::Socket(e)) | Err(SendError::File(e)) => Err(e),
-        Err(SendError::Truncated) => Ok(Next::Close),
-    }
-}
-
-fn next_after(keep_alive: bool, request: &Request<'_>) -> Next {
-    if keep_alive {
+    let fd = file.as_ref().map(|f| &f.fd);
+    deliver(core, stream, exchange, head, &plan.body, plan.status, fd).await?;
+    Ok(if plan.keep_alive {
         Next::KeepAlive(request.body)
     } else {
         Next::Close
+    })
+}
+
+/// Sends a planned response and records what it cost. Errors that end the
+/// connection come back as `Err`.
+async fn deliver(
+    core: &Core,
+    stream: &mut TcpStream,
+    exchange: &Exchange<'_, '_>,
+    head: &mut Vec<u8>,
+    body: &Body,
+    status: Status,
+    file: Option<&OwnedFd>,
+) -> io::Result<()> {
+    let metrics = &core.metrics;
+    metrics.response(status);
+    let started = exchange.started;
+    let mut transfer = Transfer::new(stream, file, started);
+    let result = transfer.send(head, body).await;
+    // Recorded before anything else can run on this core, so a scrape that
+    // follows the client's last byte sees this response counted.
+    metrics.sent(transfer.sent, transfer.body_copied, 0);
+    let elapsed = started.elapsed();
+    metrics.record(&RequestTimes {
+        ttfb: transfer.first_byte.unwrap_or(elapsed),
+        duration: elapsed,
+        disk_wait: (!matches!(body, Body::None)).then_some(transfer.disk_time),
+        socket_blocked: transfer.socket_time,
+    });
+    if let Some(log) = &core.access_log {
+        log.record(
+            exchange.peer,
+            exchange.request,
+            status,
+            transfer.sent,
+            elapsed,
+        );
+    }
+    match result {
+        Ok(()) => Ok(()),
+        Err(SendError::Socket(e)) => {
+            metrics.error(ErrorKind::ClientGone);
+            Err(e)
+        }
+        Err(SendError::SendTimeout) => {
+            metrics.error(ErrorKind::SendTimeout);
+            Err(io::ErrorKind::TimedOut.into())
+        }
+        Err(SendError::File(e)) => {
+            metrics.error(ErrorKind::FileRead);
+            Err(e)
+        }
+        Err(SendError::Truncated) => {
+            metrics.error(ErrorKind::Truncated);
+            Err(io::ErrorKind::UnexpectedEof.into())
+        }
     }
 }

@@ -91,29 +91,37 @@ impl Drain {
     }
 }
 
-/// The process-wide shutdown flag, set by the signal thread.
+/// Process-wide flags set by the signal thread (and by `main` when the cores
+/// are done), polled by the cores and the admin thread.
 #[derive(Debug, Clone, Default)]
 pub struct Signals {
     stop: Arc<AtomicBool>,
+    dump: Arc<AtomicBool>,
+    finished: Arc<AtomicBool>,
 }
 
 impl Signals {
-    /// Blocks SIGTERM and SIGINT in this thread (and every thread it spawns
-    /// afterwards) and starts a thread that waits for them: the first sets the
-    /// stop flag, the second exits the process at once.
+    /// Blocks SIGTERM, SIGINT and SIGUSR1 in this thread (and every thread it
+    /// spawns afterwards) and starts a thread that waits for them. The first
+    /// SIGTERM/SIGINT sets the stop flag, the second exits the process at
+    /// once; SIGUSR1 asks for the percentile tables.
     pub fn install() -> nix::Result<Signals> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGTERM);
         set.add(Signal::SIGINT);
+        set.add(Signal::SIGUSR1);
         set.thread_block()?;
         let signals = Signals::default();
         let stop = signals.stop.clone();
+        let dump = signals.dump.clone();
         std::thread::Builder::new()
             .name("ringcast-signals".into())
             .spawn(move || {
                 let mut first = true;
                 while let Ok(signal) = set.wait() {
-                    if first {
+                    if signal == Signal::SIGUSR1 {
+                        dump.store(true, Ordering::Relaxed);
+                    } else if first {
                         eprintln!("ringcast: {signal:?}: no longer accepting; draining (a second signal exits at once)");
                         stop.store(true, Ordering::Relaxed);
                         first = false;
@@ -125,6 +133,20 @@ impl Signals {
             })
             .map_err(|_| nix::errno::Errno::EAGAIN)?;
         Ok(signals)
+    }
+
+    /// True once after each SIGUSR1.
+    pub fn take_dump_request(&self) -> bool {
+        self.dump.swap(false, Ordering::Relaxed)
+    }
+
+    /// Called by `main` once every core has stopped.
+    pub fn finish(&self) {
+        self.finished.store(true, Ordering::Relaxed);
+    }
+
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::Relaxed)
     }
 
     pub fn stop_requested(&self) -> bool {

@@ -9,7 +9,11 @@
 //! - [`send`]: the data path from file to socket.
 //! - [`clock`]: the per-core `Date` cache.
 //! - [`lifecycle`]: connection accounting, `--max-conns`, graceful shutdown.
+//! - [`admin`]: the admin thread: `/metrics`, `/stats`, stats lines, latency log.
+//! - [`access_log`]: the per-core, non-blocking access log.
 
+pub mod access_log;
+pub mod admin;
 pub mod clock;
 pub mod conn;
 pub mod fs;
@@ -18,6 +22,7 @@ pub mod listener;
 pub mod send;
 
 use crate::config::Config;
+use crate::metrics::{self, ErrorKind, Metrics, Snapshot};
 use futures_lite::{future, FutureExt};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -36,11 +41,23 @@ const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One core's state, shared by the tasks of that core only.
 pub struct Core {
+    /// The CPU this core is pinned to (the `core` label of its metrics).
+    pub cpu: usize,
     pub config: Config,
     pub root: fs::Root,
     pub clock: clock::DateCache,
     pub connections: Rc<Connections>,
     pub drain: Drain,
+    pub metrics: Metrics,
+    pub access_log: Option<access_log::AccessLog>,
+}
+
+impl Core {
+    /// A copy of this core's metrics, with the current connection count.
+    pub fn snapshot(&self) -> Snapshot {
+        self.metrics.set_open_connections(self.connections.open());
+        self.metrics.snapshot(self.cpu)
+    }
 }
 
 /// Why the server could not start.
@@ -54,6 +71,8 @@ pub enum ServerError {
     Executor(usize, String),
     /// Signal handling could not be set up.
     Signals(nix::Error),
+    /// The admin thread or the access log could not start.
+    Observe(std::io::Error),
 }
 
 impl fmt::Display for ServerError {
@@ -65,6 +84,7 @@ impl fmt::Display for ServerError {
                 write!(f, "cannot start the executor for CPU {cpu}: {e}")
             }
             ServerError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
+            ServerError::Observe(e) => write!(f, "cannot start metrics or logging: {e}"),
         }
     }
 }
@@ -79,51 +99,113 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     // Before any thread starts, so every thread inherits the blocked mask.
     let signals = Signals::install().map_err(ServerError::Signals)?;
     let sockets = listener::bind_all(config.listen, config.cpus.len(), config.backlog)?;
+    let admin_listener = match config.observe.admin {
+        Some(addr) => {
+            Some(std::net::TcpListener::bind(addr).map_err(|e| ServerError::Listen(addr, e))?)
+        }
+        None => None,
+    };
+    if let Some(path) = &config.observe.access_log {
+        // Fail at startup, not on the first request, if the log cannot be written.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(ServerError::Observe)?;
+    }
     let addr = sockets[0]
         .local_addr()
         .ok()
         .and_then(|a| a.as_socket())
         .unwrap_or(config.listen);
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     eprintln!(
-        "ringcast: serving {} on http://{addr} (CPUs {:?})",
+        "ringcast: serving {} on http://{addr} (CPUs {:?}){}",
         config.root.display(),
-        config.cpus
+        config.cpus,
+        admin_addr.map_or(String::new(), |a| format!(", admin on http://{a}/metrics"))
     );
+    let (core_links, admin_links) = admin::links(config.cpus.len());
+    let admin = admin::spawn(
+        config.observe.clone(),
+        admin_links,
+        admin_listener,
+        signals.clone(),
+    )
+    .map_err(ServerError::Observe)?;
     let mut executors = Vec::with_capacity(config.cpus.len());
-    for (&cpu, socket) in config.cpus.iter().zip(sockets) {
+    for ((&cpu, socket), link) in config.cpus.iter().zip(sockets).zip(core_links) {
         let config = config.clone();
         let signals = signals.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("ringcast-cpu{cpu}"))
-            .spawn(move || serve_core(config, socket, signals))
+            .spawn(move || serve_core(cpu, config, socket, signals, link))
             .map_err(|e| ServerError::Executor(cpu, e.to_string()))?;
         executors.push((cpu, handle));
     }
+    let mut finals = Vec::with_capacity(executors.len());
     for (cpu, handle) in executors {
-        handle
+        let last = handle
             .join()
             .map_err(|e| ServerError::Executor(cpu, e.to_string()))?;
+        finals.extend(last);
+    }
+    signals.finish();
+    let _ = admin.join();
+    if config.observe.metrics {
+        eprint!("{}", admin::percentile_tables(&metrics::merge(&finals)));
     }
     Ok(())
 }
 
 /// One core: accept until shutdown, then drain. Each connection is its own
 /// task; a panic in one is caught and ends only that connection.
-async fn serve_core(config: Config, socket: socket2::Socket, signals: Signals) {
-    let root = match fs::Root::open(&config.root, config.follow_symlinks) {
-        Ok(root) => root,
-        Err(e) => {
-            eprintln!("ringcast: cannot open the root directory: {e}");
-            return;
-        }
+/// Returns the core's final metrics.
+async fn serve_core(
+    cpu: usize,
+    config: Config,
+    socket: socket2::Socket,
+    signals: Signals,
+    link: admin::CoreLink,
+) -> Option<Snapshot> {
+    let root = fs::Root::open(&config.root, config.follow_symlinks)
+        .map_err(|e| eprintln!("ringcast: cannot open the root directory: {e}"))
+        .ok()?;
+    let access_log = match &config.observe.access_log {
+        Some(path) => Some(
+            access_log::AccessLog::open(path)
+                .map_err(|e| eprintln!("ringcast: cannot open the access log: {e}"))
+                .ok()?,
+        ),
+        None => None,
     };
     let core = Rc::new(Core {
+        cpu,
+        metrics: Metrics::new(config.observe.metrics),
         config,
         root,
         clock: clock::DateCache::default(),
         connections: Rc::default(),
         drain: Drain::default(),
+        access_log,
     });
+    let answering = core.clone();
+    glommio::spawn_local(async move {
+        admin::answer_snapshots(link, || answering.snapshot()).await;
+    })
+    .detach();
+    if core.access_log.is_some() {
+        let flushing = core.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(access_log::FLUSH_INTERVAL).await;
+                if let Some(log) = &flushing.access_log {
+                    log.flush();
+                }
+            }
+        })
+        .detach();
+    }
     // SAFETY: the socket is bound and listening, and ownership moves here.
     let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
     future::or(accept_loop(&core, &listener), signals.wait()).await;
@@ -147,6 +229,10 @@ async fn serve_core(config: Config, socket: socket2::Socket, signals: Signals) {
             core.connections.open()
         );
     }
+    if let Some(log) = &core.access_log {
+        log.close().await;
+    }
+    Some(core.snapshot())
 }
 
 /// Accepts connections for as long as the core runs, at most `--max-conns` at once.
@@ -158,6 +244,7 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
         match listener.accept().await {
             Ok(stream) => {
                 last_error_log = None;
+                core.metrics.accepted();
                 let _ = stream.set_nodelay(true);
                 let _ = stream.set_write_timeout(Some(limits.send_timeout));
                 let core = core.clone();
@@ -166,12 +253,14 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
                     let _slot = slot;
                     let served = AssertUnwindSafe(conn::serve(&core, stream)).catch_unwind();
                     if served.await.is_err() {
+                        core.metrics.error(ErrorKind::Panic);
                         eprintln!("ringcast: a connection task panicked; connection dropped");
                     }
                 })
                 .detach();
             }
             Err(e) => {
+                core.metrics.error(ErrorKind::Accept);
                 // EMFILE/ENFILE and friends: back off instead of spinning, and
                 // say so once per episode rather than ten times a second.
                 if last_error_log.is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {

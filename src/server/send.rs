@@ -1,11 +1,15 @@
 //! The data path: a planned response head and its file bytes onto the socket.
 //!
-//! Today file bytes are read through the page cache with io_uring (glommio's
-//! `BufferedFile::read_at`, so a cold read parks only this connection's task)
-//! in chunks of [`CHUNK`], which bounds memory per connection whatever the file
-//! or range size. The head rides in the same `send` as the first chunk, so a
-//! small range costs one write. This module is the seam where the zero-copy
-//! path (splice/sendfile) plugs in: callers see only [`send_response`].
+//! File bytes are read straight into the send buffer behind the head, so a
+//! small response is one `send`. Resident data is read inline with
+//! `preadv2(RWF_NOWAIT)`, which never blocks: it returns what the page cache
+//! holds or EAGAIN. Only then does the read go through io_uring (glommio's
+//! `BufferedFile::read_at`), which parks this connection's task and leaves the
+//! core serving others while the disk works. Chunks of [`CHUNK`] bound memory
+//! per connection whatever the file or range size.
+//!
+//! This module is the seam for the zero-copy path (splice/sendfile): callers
+//! see only [`Transfer`].
 
 use crate::http::plan::Body;
 use crate::http::range::ByteRange;
@@ -13,8 +17,10 @@ use futures_lite::AsyncWriteExt;
 use glommio::io::BufferedFile;
 use glommio::net::TcpStream;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
-/// Bytes read from the file per step: the per-connection memory bound.
+/// Bytes gathered before a `send`: the per-connection memory bound.
 pub const CHUNK: usize = 64 * 1024;
 
 /// What can end a response early.
@@ -22,6 +28,8 @@ pub const CHUNK: usize = 64 * 1024;
 pub enum SendError {
     /// The client went away or the socket failed.
     Socket(io::Error),
+    /// The socket accepted no bytes for the send timeout.
+    SendTimeout,
     /// Reading the file failed.
     File(io::Error),
     /// The file is shorter than when it was planned (truncated while being
@@ -29,67 +37,201 @@ pub enum SendError {
     Truncated,
 }
 
-/// Sends `head` and then the body the plan chose. `head` is used as the
-/// coalescing buffer and is left empty.
-pub async fn send_response(
-    stream: &mut TcpStream,
-    file: Option<&BufferedFile>,
-    head: &mut Vec<u8>,
-    body: &Body,
-) -> Result<(), SendError> {
-    match (body, file) {
-        (Body::None, _) => {}
-        (Body::File(range), Some(file)) => copy_range(stream, file, *range, head).await?,
-        (Body::Multipart { parts, closing }, Some(file)) => {
-            for part in parts {
-                head.extend_from_slice(&part.head);
-                copy_range(stream, file, part.range, head).await?;
-            }
-            head.extend_from_slice(closing);
-        }
-        (_, None) => unreachable!("a file body is only planned for an open file"),
-    }
-    flush(stream, head).await
+/// One response on its way out, and what it cost.
+pub struct Transfer<'a> {
+    stream: &'a mut TcpStream,
+    file: Option<&'a OwnedFd>,
+    /// io_uring handle on the file, opened on the first non-resident read.
+    uring_file: Option<BufferedFile>,
+    /// When the request was parsed: the origin of every latency.
+    started: Instant,
+    /// Time to the first byte handed to the kernel.
+    pub first_byte: Option<Duration>,
+    /// Time spent in writes (waiting for the socket included).
+    pub socket_time: Duration,
+    /// Time spent getting file data.
+    pub disk_time: Duration,
+    /// Bytes handed to the kernel.
+    pub sent: u64,
+    /// File bytes read into the send buffer.
+    pub body_copied: u64,
 }
 
-/// Appends the bytes of `range` to `pending`, writing whenever a chunk's worth
-/// has gathered. Small ranges stay in `pending` to share a write with what follows.
-async fn copy_range(
-    stream: &mut TcpStream,
-    file: &BufferedFile,
-    range: ByteRange,
-    pending: &mut Vec<u8>,
-) -> Result<(), SendError> {
-    let mut offset = range.start;
-    let end = range.end + 1;
-    while offset < end {
-        let want = (end - offset).min(CHUNK as u64) as usize;
+impl<'a> Transfer<'a> {
+    pub fn new(stream: &'a mut TcpStream, file: Option<&'a OwnedFd>, started: Instant) -> Self {
+        Transfer {
+            stream,
+            file,
+            uring_file: None,
+            started,
+            first_byte: None,
+            socket_time: Duration::ZERO,
+            disk_time: Duration::ZERO,
+            sent: 0,
+            body_copied: 0,
+        }
+    }
+
+    /// Sends `head` and then the body the plan chose. `head` is used as the
+    /// coalescing buffer and is left empty.
+    pub async fn send(&mut self, head: &mut Vec<u8>, body: &Body) -> Result<(), SendError> {
+        let result = self.send_body(head, body).await;
+        if let Some(file) = self.uring_file.take() {
+            let _ = file.close().await;
+        }
+        result
+    }
+
+    async fn send_body(&mut self, pending: &mut Vec<u8>, body: &Body) -> Result<(), SendError> {
+        match body {
+            Body::None => {}
+            Body::File(range) => self.copy_range(*range, pending).await?,
+            Body::Multipart { parts, closing } => {
+                for part in parts {
+                    pending.extend_from_slice(&part.head);
+                    self.copy_range(part.range, pending).await?;
+                }
+                pending.extend_from_slice(closing);
+            }
+        }
+        self.flush(pending).await
+    }
+
+    /// Appends the bytes of `range` to `pending`, sending whenever a chunk's
+    /// worth has gathered. What is left shares a write with what follows.
+    async fn copy_range(
+        &mut self,
+        range: ByteRange,
+        pending: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        let fd = self
+            .file
+            .map(AsRawFd::as_raw_fd)
+            .ok_or_else(|| SendError::File(io::ErrorKind::NotFound.into()))?;
+        let mut offset = range.start;
+        let end = range.end + 1;
+        while offset < end {
+            if pending.len() >= CHUNK {
+                self.flush(pending).await?;
+            }
+            let want = (end - offset).min((CHUNK - pending.len()) as u64) as usize;
+            let read_started = Instant::now();
+            let read = match read_resident(fd, pending, offset, want) {
+                Ok(Some(n)) => n,
+                Ok(None) => self.read_through_uring(fd, pending, offset, want).await?,
+                Err(e) => return Err(SendError::File(e)),
+            };
+            self.disk_time += read_started.elapsed();
+            if read == 0 {
+                self.flush(pending).await?;
+                return Err(SendError::Truncated);
+            }
+            offset += read as u64;
+            self.body_copied += read as u64;
+        }
+        Ok(())
+    }
+
+    /// The slow path: data not in the page cache. io_uring reads it while the
+    /// core serves other connections.
+    async fn read_through_uring(
+        &mut self,
+        fd: RawFd,
+        pending: &mut Vec<u8>,
+        offset: u64,
+        want: usize,
+    ) -> Result<usize, SendError> {
+        if self.uring_file.is_none() {
+            let copy = nix::unistd::dup(fd).map_err(|e| SendError::File(e.into()))?;
+            // SAFETY: `dup` returned a fresh descriptor that the BufferedFile now owns.
+            let owned = unsafe { OwnedFd::from_raw_fd(copy) };
+            self.uring_file = Some(unsafe { BufferedFile::from_raw_fd(owned.into_raw_fd()) });
+        }
+        let file = self.uring_file.as_ref().expect("opened above");
         let data = file
             .read_at(offset, want)
             .await
             .map_err(|e| SendError::File(e.into()))?;
-        if data.is_empty() {
-            flush(stream, pending).await?;
-            return Err(SendError::Truncated);
-        }
-        offset += data.len() as u64;
-        if pending.is_empty() && data.len() == CHUNK {
-            // A full chunk with nothing queued goes out without a copy.
-            stream.write_all(&data).await.map_err(SendError::Socket)?;
-        } else {
-            pending.extend_from_slice(&data);
-            if pending.len() >= CHUNK {
-                flush(stream, pending).await?;
-            }
-        }
+        pending.extend_from_slice(&data);
+        Ok(data.len())
     }
-    Ok(())
+
+    async fn flush(&mut self, pending: &mut Vec<u8>) -> Result<(), SendError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let write_started = Instant::now();
+        let result = self.stream.write_all(pending).await;
+        let now = Instant::now();
+        self.socket_time += now - write_started;
+        result.map_err(|e| match e.kind() {
+            io::ErrorKind::TimedOut => SendError::SendTimeout,
+            _ => SendError::Socket(e),
+        })?;
+        self.first_byte.get_or_insert(now - self.started);
+        self.sent += pending.len() as u64;
+        pending.clear();
+        Ok(())
+    }
 }
 
-async fn flush(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(), SendError> {
-    if !pending.is_empty() {
-        stream.write_all(pending).await.map_err(SendError::Socket)?;
-        pending.clear();
+/// Reads up to `want` bytes at `offset` into `buf`'s spare capacity if the
+/// page cache holds them: `Ok(None)` means "not resident, would block".
+/// `Ok(Some(0))` is end of file.
+fn read_resident(
+    fd: RawFd,
+    buf: &mut Vec<u8>,
+    offset: u64,
+    want: usize,
+) -> io::Result<Option<usize>> {
+    buf.reserve(want);
+    let spare = buf.spare_capacity_mut();
+    let iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: want.min(spare.len()),
+    };
+    let offset = i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the iovec points into `buf`'s reserved, unused capacity.
+    let n = unsafe { libc::preadv2(fd, &iov, 1, offset, libc::RWF_NOWAIT) };
+    if n < 0 {
+        let error = io::Error::last_os_error();
+        return match error.raw_os_error() {
+            Some(libc::EAGAIN) => Ok(None),
+            // Kernels or filesystems without RWF_NOWAIT: take the io_uring path.
+            Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => Ok(None),
+            _ => Err(error),
+        };
     }
-    Ok(())
+    // SAFETY: the kernel initialised exactly `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(Some(n as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_reads_append_and_report_end_of_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let _ = std::fs::read(&path); // make it resident
+        let mut buf = b"HEAD".to_vec();
+        assert_eq!(
+            read_resident(file.as_raw_fd(), &mut buf, 2, 4).unwrap(),
+            Some(4)
+        );
+        assert_eq!(buf, b"HEAD2345");
+        assert_eq!(
+            read_resident(file.as_raw_fd(), &mut buf, 8, 100).unwrap(),
+            Some(2)
+        );
+        assert_eq!(
+            read_resident(file.as_raw_fd(), &mut buf, 10, 100).unwrap(),
+            Some(0)
+        );
+        assert_eq!(buf, b"HEAD234589");
+    }
 }

@@ -16,6 +16,8 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The `--admin` address, when the server was started with one.
+    pub admin: Option<SocketAddr>,
     /// Lines the server wrote to stderr after its startup line.
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -58,7 +60,17 @@ impl Server {
                 sink.lock().unwrap().push(line);
             }
         });
-        Server { child, addr, log }
+        let admin = line
+            .split("admin on http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok());
+        Server {
+            child,
+            addr,
+            admin,
+            log,
+        }
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -126,6 +138,18 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// `GET path` on the admin listener; returns the body.
+    pub fn admin_get(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(self.admin.expect("started with --admin")).unwrap();
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n").as_bytes())
+            .unwrap();
+        let response = read_response(&mut stream, false);
+        assert_eq!(response.status, 200, "{path}");
+        String::from_utf8(response.body).unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

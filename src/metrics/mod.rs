@@ -1,0 +1,435 @@
+//! Per-core latency histograms and counters, merged only when someone asks.
+//!
+//! Each core owns one [`Metrics`] (plain `Cell`/`RefCell` state: no atomics,
+//! nothing shared). A scrape, a stats line or a dump asks every core for a
+//! [`Snapshot`] (a copy), then [`merge`]s them. Rendering lives beside:
+//! [`prometheus`], [`stats_json`], [`table`].
+//!
+//! Histograms record microseconds, 3 significant digits, up to one hour:
+//! - `ttfb`: request parsed -> first response byte handed to the kernel;
+//! - `duration`: request parsed -> last byte handed to the kernel;
+//! - `disk_wait`: per request with a file body, the time spent getting file
+//!   data (page-cache hits cost microseconds; reads that go to the disk show in
+//!   the tail);
+//! - `socket_blocked`: per request, the time spent handing bytes to the socket
+//!   (microseconds for a reading client; a slow or stalled client shows in the tail).
+
+pub mod prometheus;
+pub mod table;
+
+use crate::http::error::Status;
+use hdrhistogram::Histogram;
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+/// Largest recordable latency: one hour, in microseconds.
+const MAX_MICROS: u64 = 3_600_000_000;
+/// Significant digits kept by every histogram.
+const SIGFIG: u8 = 3;
+
+/// Statuses we count, in exposition order.
+pub const STATUSES: [Status; 16] = [
+    Status::Ok,
+    Status::PartialContent,
+    Status::NotModified,
+    Status::BadRequest,
+    Status::Forbidden,
+    Status::NotFound,
+    Status::MethodNotAllowed,
+    Status::RequestTimeout,
+    Status::PreconditionFailed,
+    Status::UriTooLong,
+    Status::RangeNotSatisfiable,
+    Status::HeaderFieldsTooLarge,
+    Status::InternalServerError,
+    Status::NotImplemented,
+    Status::ServiceUnavailable,
+    Status::VersionNotSupported,
+];
+
+fn status_index(status: Status) -> usize {
+    STATUSES.iter().position(|&s| s == status).unwrap_or(0)
+}
+
+/// Failures worth counting, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A request head we could not parse (400/414/431/505).
+    BadRequest,
+    /// A head that did not arrive by the header deadline (408).
+    HeaderTimeout,
+    /// A client whose socket took no bytes for the send timeout.
+    SendTimeout,
+    /// The client reset or closed mid-response.
+    ClientGone,
+    /// Reading a file failed.
+    FileRead,
+    /// A file shrank while being sent.
+    Truncated,
+    /// `accept` failed (out of descriptors, ...).
+    Accept,
+    /// A connection task panicked.
+    Panic,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::BadRequest,
+        ErrorKind::HeaderTimeout,
+        ErrorKind::SendTimeout,
+        ErrorKind::ClientGone,
+        ErrorKind::FileRead,
+        ErrorKind::Truncated,
+        ErrorKind::Accept,
+        ErrorKind::Panic,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::HeaderTimeout => "header_timeout",
+            ErrorKind::SendTimeout => "send_timeout",
+            ErrorKind::ClientGone => "client_gone",
+            ErrorKind::FileRead => "file_read",
+            ErrorKind::Truncated => "truncated",
+            ErrorKind::Accept => "accept",
+            ErrorKind::Panic => "panic",
+        }
+    }
+}
+
+/// Monotonic counters of one core (or merged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub requests_by_status: [u64; STATUSES.len()],
+    pub response_bytes: u64,
+    pub accepted_connections: u64,
+    pub errors: [u64; ErrorKind::ALL.len()],
+    /// Body bytes that went file -> socket without passing through user memory.
+    pub zero_copy_bytes: u64,
+    /// Body bytes copied through a user-space buffer.
+    pub copied_bytes: u64,
+}
+
+impl Counters {
+    pub fn requests(&self) -> u64 {
+        self.requests_by_status.iter().sum()
+    }
+
+    fn add(&mut self, other: &Counters) {
+        for (a, b) in self
+            .requests_by_status
+            .iter_mut()
+            .zip(&other.requests_by_status)
+        {
+            *a += b;
+        }
+        for (a, b) in self.errors.iter_mut().zip(&other.errors) {
+            *a += b;
+        }
+        self.response_bytes += other.response_bytes;
+        self.accepted_connections += other.accepted_connections;
+        self.zero_copy_bytes += other.zero_copy_bytes;
+        self.copied_bytes += other.copied_bytes;
+    }
+}
+
+/// The four latency distributions.
+#[derive(Debug, Clone)]
+pub struct Histograms {
+    pub ttfb: Histogram<u64>,
+    pub duration: Histogram<u64>,
+    pub disk_wait: Histogram<u64>,
+    pub socket_blocked: Histogram<u64>,
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Histograms {
+            ttfb: new_histogram(),
+            duration: new_histogram(),
+            disk_wait: new_histogram(),
+            socket_blocked: new_histogram(),
+        }
+    }
+}
+
+impl Histograms {
+    /// Name, help text and histogram, in exposition order.
+    pub fn named(&self) -> [(&'static str, &'static str, &Histogram<u64>); 4] {
+        [
+            (
+                "ttfb",
+                "Request parsed to first response byte handed to the kernel.",
+                &self.ttfb,
+            ),
+            (
+                "request_duration",
+                "Request parsed to last response byte handed to the kernel.",
+                &self.duration,
+            ),
+            (
+                "disk_wait",
+                "Per request with a file body: time spent getting file data.",
+                &self.disk_wait,
+            ),
+            (
+                "socket_blocked",
+                "Per request: time spent handing bytes to the client's socket.",
+                &self.socket_blocked,
+            ),
+        ]
+    }
+
+    fn add(&mut self, other: &Histograms) {
+        // Same bounds everywhere, so addition cannot fail.
+        let _ = self.ttfb.add(&other.ttfb);
+        let _ = self.duration.add(&other.duration);
+        let _ = self.disk_wait.add(&other.disk_wait);
+        let _ = self.socket_blocked.add(&other.socket_blocked);
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, SIGFIG).expect("valid histogram bounds")
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// What one finished request contributes to the histograms.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestTimes {
+    pub ttfb: Duration,
+    pub duration: Duration,
+    /// `None` when the response had no file body.
+    pub disk_wait: Option<Duration>,
+    pub socket_blocked: Duration,
+}
+
+/// One core's live metrics. Not `Sync`: only its own core touches it.
+#[derive(Debug)]
+pub struct Metrics {
+    /// False with `--no-metrics`: nothing is recorded (for overhead comparisons).
+    enabled: bool,
+    counters: RefCell<Counters>,
+    histograms: RefCell<Histograms>,
+    open_connections: Cell<u64>,
+}
+
+impl Metrics {
+    pub fn new(enabled: bool) -> Metrics {
+        Metrics {
+            enabled,
+            counters: RefCell::default(),
+            histograms: RefCell::default(),
+            open_connections: Cell::new(0),
+        }
+    }
+
+    fn count(&self, update: impl FnOnce(&mut Counters)) {
+        if self.enabled {
+            update(&mut self.counters.borrow_mut());
+        }
+    }
+
+    pub fn response(&self, status: Status) {
+        self.count(|c| c.requests_by_status[status_index(status)] += 1);
+    }
+
+    /// Bytes handed to the kernel; `body_copied` of them were file bytes copied
+    /// through user memory, `body_zero_copy` went without.
+    pub fn sent(&self, total: u64, body_copied: u64, body_zero_copy: u64) {
+        self.count(|c| {
+            c.response_bytes += total;
+            c.copied_bytes += body_copied;
+            c.zero_copy_bytes += body_zero_copy;
+        });
+    }
+
+    pub fn accepted(&self) {
+        self.count(|c| c.accepted_connections += 1);
+    }
+
+    pub fn error(&self, kind: ErrorKind) {
+        let index = ErrorKind::ALL.iter().position(|&k| k == kind).unwrap_or(0);
+        self.count(|c| c.errors[index] += 1);
+    }
+
+    pub fn set_open_connections(&self, open: usize) {
+        self.open_connections.set(open as u64);
+    }
+
+    pub fn record(&self, times: &RequestTimes) {
+        if !self.enabled {
+            return;
+        }
+        let mut h = self.histograms.borrow_mut();
+        h.ttfb.saturating_record(micros(times.ttfb).max(1));
+        h.duration.saturating_record(micros(times.duration).max(1));
+        h.socket_blocked
+            .saturating_record(micros(times.socket_blocked).max(1));
+        if let Some(wait) = times.disk_wait {
+            h.disk_wait.saturating_record(micros(wait).max(1));
+        }
+    }
+
+    /// A copy of everything, labelled with this core's CPU.
+    pub fn snapshot(&self, cpu: usize) -> Snapshot {
+        Snapshot {
+            cpu: Some(cpu),
+            counters: self.counters.borrow().clone(),
+            histograms: self.histograms.borrow().clone(),
+            open_connections: self.open_connections.get(),
+        }
+    }
+}
+
+/// One core's metrics at one moment, or several cores merged (`cpu: None`).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub cpu: Option<usize>,
+    pub counters: Counters,
+    pub histograms: Histograms,
+    pub open_connections: u64,
+}
+
+/// Adds snapshots of several cores into one.
+pub fn merge(snapshots: &[Snapshot]) -> Snapshot {
+    let mut merged = Snapshot::default();
+    for snapshot in snapshots {
+        merged.counters.add(&snapshot.counters);
+        merged.histograms.add(&snapshot.histograms);
+        merged.open_connections += snapshot.open_connections;
+    }
+    merged
+}
+
+/// Quantiles reported everywhere.
+pub const QUANTILES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
+
+/// A histogram value in seconds.
+pub fn seconds(micros: u64) -> f64 {
+    micros as f64 / 1e6
+}
+
+/// `/stats`: JSON with one object per core and the merged view.
+pub fn stats_json(cores: &[Snapshot], merged: &Snapshot) -> String {
+    let view = |s: &Snapshot| {
+        let mut statuses = serde_json::Map::new();
+        for (status, count) in STATUSES.iter().zip(&s.counters.requests_by_status) {
+            if *count > 0 {
+                statuses.insert(status.code().to_string(), (*count).into());
+            }
+        }
+        let mut errors = serde_json::Map::new();
+        for (kind, count) in ErrorKind::ALL.iter().zip(&s.counters.errors) {
+            errors.insert(kind.label().to_string(), (*count).into());
+        }
+        let mut latencies = serde_json::Map::new();
+        for (name, _, histogram) in s.histograms.named() {
+            let mut q = serde_json::Map::new();
+            q.insert("count".into(), histogram.len().into());
+            for quantile in QUANTILES {
+                q.insert(
+                    format!("p{}", quantile * 100.0),
+                    seconds(histogram.value_at_quantile(quantile)).into(),
+                );
+            }
+            q.insert("mean".into(), (histogram.mean() / 1e6).into());
+            latencies.insert(format!("{name}_seconds"), q.into());
+        }
+        serde_json::json!({
+            "cpu": s.cpu,
+            "requests": s.counters.requests(),
+            "requests_by_status": statuses,
+            "response_bytes": s.counters.response_bytes,
+            "accepted_connections": s.counters.accepted_connections,
+            "open_connections": s.open_connections,
+            "zero_copy_bytes": s.counters.zero_copy_bytes,
+            "copied_bytes": s.counters.copied_bytes,
+            "errors": errors,
+            "latency": latencies,
+        })
+    };
+    let json = serde_json::json!({
+        "cores": cores.iter().map(view).collect::<Vec<_>>(),
+        "merged": view(merged),
+    });
+    json.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core_with(cpu: usize, statuses: &[Status], ttfb_us: u64) -> Snapshot {
+        let metrics = Metrics::new(true);
+        for &status in statuses {
+            metrics.response(status);
+            metrics.sent(100, 60, 0);
+            metrics.record(&RequestTimes {
+                ttfb: Duration::from_micros(ttfb_us),
+                duration: Duration::from_micros(ttfb_us * 2),
+                disk_wait: Some(Duration::from_micros(3)),
+                socket_blocked: Duration::ZERO,
+            });
+        }
+        metrics.set_open_connections(2);
+        metrics.snapshot(cpu)
+    }
+
+    #[test]
+    fn merging_adds_counters_and_histograms() {
+        let a = core_with(0, &[Status::Ok, Status::PartialContent], 100);
+        let b = core_with(1, &[Status::Ok], 300);
+        let merged = merge(&[a, b]);
+        assert_eq!(merged.cpu, None);
+        assert_eq!(merged.counters.requests(), 3);
+        assert_eq!(
+            merged.counters.requests_by_status[status_index(Status::Ok)],
+            2
+        );
+        assert_eq!(merged.counters.response_bytes, 300);
+        assert_eq!(merged.counters.copied_bytes, 180);
+        assert_eq!(merged.open_connections, 4);
+        assert_eq!(merged.histograms.ttfb.len(), 3);
+        assert!(merged.histograms.ttfb.max() >= 299);
+        assert_eq!(
+            merged.histograms.socket_blocked.min(),
+            1,
+            "zero is recorded as 1 µs"
+        );
+    }
+
+    #[test]
+    fn disabled_metrics_record_nothing() {
+        let metrics = Metrics::new(false);
+        metrics.response(Status::Ok);
+        metrics.record(&RequestTimes::default());
+        let snapshot = metrics.snapshot(0);
+        assert_eq!(snapshot.counters.requests(), 0);
+        assert_eq!(snapshot.histograms.ttfb.len(), 0);
+    }
+
+    #[test]
+    fn stats_json_has_cores_and_merged() {
+        let cores = vec![
+            core_with(0, &[Status::Ok], 100),
+            core_with(3, &[Status::NotFound], 50),
+        ];
+        let merged = merge(&cores);
+        let json: serde_json::Value = serde_json::from_str(&stats_json(&cores, &merged)).unwrap();
+        assert_eq!(json["cores"].as_array().unwrap().len(), 2);
+        assert_eq!(json["cores"][1]["cpu"], 3);
+        assert_eq!(json["merged"]["requests"], 2);
+        assert_eq!(json["merged"]["requests_by_status"]["404"], 1);
+        assert!(
+            json["merged"]["latency"]["ttfb_seconds"]["p99"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
+    }
+}
