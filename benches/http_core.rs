@@ -2,7 +2,8 @@
 //! space before a byte moves. Run with `cargo bench --bench http_core`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use ringcast::http::plan::{plan_file, route, Clock};
+use ringcast::http::plan::{plan_file, route, Clock, Context, Route};
+use ringcast::http::policy::Policy;
 use ringcast::http::request::parse;
 use ringcast::http::validators::FileMeta;
 use ringcast::http::{range, request::Conditionals, validators};
@@ -66,12 +67,19 @@ fn preconditions(c: &mut Criterion) {
 
 fn response_head(c: &mut Criterion) {
     let (request, _) = parse(PLAYER_REQUEST).unwrap().unwrap();
-    let path = route(&request).unwrap();
+    let policy = Policy::default();
+    let Ok(Route::File(path)) = route(&request, &policy) else {
+        panic!("the player request routes to a file")
+    };
+    let ctx = Context {
+        clock: CLOCK,
+        policy: &policy,
+    };
     let mut head = Vec::with_capacity(512);
     c.bench_function("plan_and_head", |b| {
         b.iter(|| {
             head.clear();
-            plan_file(black_box(&request), &path, &FILE, &CLOCK, &mut head).status
+            plan_file(black_box(&request), &path, &FILE, None, &ctx, &mut head).status
         })
     });
 }

@@ -1,5 +1,6 @@
 //! Command-line flags, parsed once into the [`Config`] every core gets a copy of.
 
+use crate::http::policy::{CacheRule, Cors, Policy};
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,19 @@ pub struct Config {
     pub limits: Limits,
     /// Where latency histograms and counters go.
     pub observe: Observe,
+    /// CORS, Cache-Control rules and index pages, as the HTTP core applies them.
+    pub policy: Policy,
+    /// Per-response bandwidth limit.
+    pub pacing: Option<Pacing>,
+}
+
+/// `--limit-rate` with `--limit-rate-after`, as nginx's `limit_rate` and
+/// `limit_rate_after`: each response's first `after` bytes go at full speed,
+/// the rest at `bytes_per_sec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pacing {
+    pub bytes_per_sec: u64,
+    pub after: u64,
 }
 
 /// Metrics, their outlets, and the access log.
@@ -134,6 +148,37 @@ struct Flags {
     /// Record no metrics (to measure what recording costs).
     #[arg(long)]
     no_metrics: bool,
+
+    /// Let web players on other origins read responses: `*`, or a
+    /// comma-separated list of origins (https://player.example.com). Answers
+    /// CORS preflights (OPTIONS) for GET/HEAD with Range and If-Range.
+    #[arg(long, value_name = "ORIGIN|*", value_parser = Cors::parse)]
+    cors: Option<Cors>,
+
+    /// A Cache-Control rule, PATTERN=VALUE, where PATTERN is `.ext`, `/prefix`
+    /// or `*`; repeatable, the first match wins. Sent alike on 200, 206 and 304.
+    /// Example: --cache-control '.m3u8=no-cache' --cache-control '.m4s=max-age=31536000, immutable'
+    #[arg(long, value_name = "PATTERN=VALUE", value_parser = CacheRule::parse)]
+    cache_control: Vec<CacheRule>,
+
+    /// Answer directories with a page of <video>/<audio> players for their
+    /// media files (off: directories are 403).
+    #[arg(long)]
+    index: bool,
+
+    /// Pace each response to this many bytes per second (after
+    /// --limit-rate-after bytes at full speed), like nginx's limit_rate.
+    #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
+    limit_rate: Option<u64>,
+
+    /// Bytes of each response sent at full speed before --limit-rate applies.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 0,
+        requires = "limit_rate"
+    )]
+    limit_rate_after: u64,
 }
 
 impl Config {
@@ -187,6 +232,15 @@ impl Config {
                 latency_log: flags.latency_log,
                 access_log: flags.access_log,
             },
+            policy: Policy {
+                cors: flags.cors,
+                cache_rules: flags.cache_control,
+                index: flags.index,
+            },
+            pacing: flags.limit_rate.map(|bytes_per_sec| Pacing {
+                bytes_per_sec,
+                after: flags.limit_rate_after,
+            }),
         })
     }
 }
@@ -368,6 +422,10 @@ mod tests {
             &["ringcast", "--cpus", "0-"],
             &["ringcast", "--header-timeout", "0s"],
             &["ringcast", "--max-conns", "0"],
+            &["ringcast", "--cors", "example.com"],
+            &["ringcast", "--cache-control", "m3u8"],
+            &["ringcast", "--limit-rate", "0"],
+            &["ringcast", "--limit-rate-after", "100"],
         ] {
             assert!(Config::try_from_iter(args).is_err(), "{args:?}");
         }

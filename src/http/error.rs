@@ -8,6 +8,7 @@ use super::request::ParseError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Ok,
+    NoContent,
     PartialContent,
     NotModified,
     BadRequest,
@@ -29,6 +30,7 @@ impl Status {
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
+            Status::NoContent => 204,
             Status::PartialContent => 206,
             Status::NotModified => 304,
             Status::BadRequest => 400,
@@ -51,6 +53,7 @@ impl Status {
     pub fn status_line(self) -> &'static [u8] {
         match self {
             Status::Ok => b"HTTP/1.1 200 OK\r\n",
+            Status::NoContent => b"HTTP/1.1 204 No Content\r\n",
             Status::PartialContent => b"HTTP/1.1 206 Partial Content\r\n",
             Status::NotModified => b"HTTP/1.1 304 Not Modified\r\n",
             Status::BadRequest => b"HTTP/1.1 400 Bad Request\r\n",

@@ -2,14 +2,19 @@
 //! and values. Nothing here touches a socket, a file or the clock.
 //!
 //! A request flows: [`request::parse`] -> [`plan::route`] (method, [`path`]) ->
-//! the I/O layer opens the file -> [`plan::plan_file`] ([`validators`], [`range`],
-//! [`mime`]) -> a head plus a [`plan::Body`] for the I/O layer to send.
+//! the I/O layer opens the file (or a precompressed sidecar, [`encoding`]) ->
+//! [`plan::plan_file`] ([`validators`], [`range`], [`mime`], [`policy`]: CORS
+//! and Cache-Control) -> a head plus a [`plan::Body`] for the I/O layer to send.
+//! Directories under `--index` get [`index`] pages.
 
 pub mod body;
+pub mod encoding;
 pub mod error;
+pub mod index;
 pub mod mime;
 pub mod path;
 pub mod plan;
+pub mod policy;
 pub mod range;
 pub mod request;
 pub mod validators;

@@ -1,12 +1,16 @@
 //! Every HTTP decision for one request, as plain data.
 //!
-//! The I/O layer calls [`route`] to learn which file to open, then
-//! [`plan_file`] (or [`plan_error`]) with what it found. The plan's head is
-//! written into the caller's buffer; [`Plan::body`] says which file bytes follow.
+//! The I/O layer calls [`route`] to learn what the request is for, then
+//! [`plan_file`], [`plan_index`], [`plan_preflight`] or [`plan_error`] with
+//! what it found. The plan's head is written into the caller's buffer;
+//! [`Plan::body`] says what follows it.
 
+use super::encoding::{self, Encoding};
 use super::error::{keeps_connection, status_of, RequestError, Status};
+use super::index::{self, Entry};
 use super::mime;
 use super::path::{self, CleanPath};
+use super::policy::Policy;
 use super::range::{self, ByteRange, Selection};
 use super::request::{Method, Request, Version};
 use super::validators::{self, FileMeta, Precondition, Validators};
@@ -18,6 +22,13 @@ use std::io::Write;
 pub struct Clock<'a> {
     pub now: u64,
     pub date: &'a [u8],
+}
+
+/// What every planner reads besides the request: the time and the policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub clock: Clock<'a>,
+    pub policy: &'a Policy,
 }
 
 /// One part of a `multipart/byteranges` body: its delimiter and headers, then its bytes.
@@ -36,6 +47,8 @@ pub enum Body {
     File(ByteRange),
     /// Parts of the file, then the closing delimiter.
     Multipart { parts: Vec<Part>, closing: Vec<u8> },
+    /// A generated page (the `--index` listing).
+    Generated(Vec<u8>),
 }
 
 /// The outcome of planning: the head is in the caller's buffer.
@@ -47,18 +60,37 @@ pub struct Plan {
     pub keep_alive: bool,
 }
 
-/// Decides what a request asks for before any file is touched: the method
-/// (405/501 come before any lookup, RFC 9110 §15.5.6) and the path.
-pub fn route(request: &Request<'_>) -> Result<CleanPath, RequestError> {
-    match request.method {
-        Method::Get | Method::Head => {}
-        Method::NotAllowed => return Err(RequestError::MethodNotAllowed),
-        Method::Unknown => return Err(RequestError::MethodUnknown),
-    }
-    path::clean(request.target).map_err(RequestError::Path)
+/// What a request is for, decided before any file is touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A file (or, with `--index`, a directory) under the root.
+    File(CleanPath),
+    /// A CORS preflight (`OPTIONS` with `--cors`).
+    Preflight,
 }
 
-/// Plans the response for an open regular file.
+/// Decides what a request asks for: the method (405/501 come before any
+/// lookup, RFC 9110 §15.5.6) and the path.
+pub fn route(request: &Request<'_>, policy: &Policy) -> Result<Route, RequestError> {
+    match request.method {
+        Method::Get | Method::Head => {}
+        Method::Options if policy.cors.is_some() => return Ok(Route::Preflight),
+        Method::Options | Method::NotAllowed => return Err(RequestError::MethodNotAllowed),
+        Method::Unknown => return Err(RequestError::MethodUnknown),
+    }
+    path::clean(request.target)
+        .map(Route::File)
+        .map_err(RequestError::Path)
+}
+
+/// Sidecar encodings worth trying for this request, best first.
+pub fn sidecar_candidates(request: &Request<'_>, path: &CleanPath) -> Vec<Encoding> {
+    let range = request.method == Method::Get && request.range.is_present();
+    encoding::candidates(path, request.accept_encoding, range)
+}
+
+/// Plans the response for an open regular file. `encoding` is set when `file`
+/// is a precompressed sidecar of `path`.
 ///
 /// Order (RFC 9110 §13.2.2 then §14): preconditions may answer 412 or 304;
 /// then Range, only on GET and only if If-Range holds, selects 206, 416 or
@@ -67,7 +99,8 @@ pub fn plan_file(
     request: &Request<'_>,
     path: &CleanPath,
     file: &FileMeta,
-    clock: &Clock<'_>,
+    encoding: Option<Encoding>,
+    ctx: &Context<'_>,
     head: &mut Vec<u8>,
 ) -> Plan {
     let etag = file.etag();
@@ -75,27 +108,29 @@ pub fn plan_file(
     let validators = Validators {
         etag: etag.as_bytes(),
         last_modified,
-        now: clock.now,
+        now: ctx.clock.now,
     };
     let range_field = match request.method {
         Method::Get => request.range,
         _ => Default::default(),
     };
-    let keep_alive = request.keep_alive && !request.expects_continue;
-    let mut out = HeadWriter {
-        head,
-        request,
-        keep_alive,
+    let mut out = HeadWriter::new(head, request, ctx);
+    let representation = Representation {
+        etag: &etag,
+        last_modified,
+        cache_control: ctx.policy.cache_control(path),
+        encoding,
+        varies_by_encoding: encoding::has_sidecars(path),
     };
 
     let use_range =
         match validators::evaluate(&request.conditionals, range_field.is_present(), &validators) {
             Precondition::Failed => {
-                return out.error(Status::PreconditionFailed, clock, &[]);
+                return out.error(Status::PreconditionFailed, &[]);
             }
             Precondition::NotModified => {
-                out.start(Status::NotModified, clock);
-                out.validators(&etag, last_modified);
+                out.start(Status::NotModified);
+                out.validators(&representation);
                 out.end();
                 return out.finish(Status::NotModified, Body::None);
             }
@@ -112,15 +147,15 @@ pub fn plan_file(
     let content_type = mime::content_type(path.extension());
     match selection {
         Selection::Full => {
-            out.start(Status::Ok, clock);
-            out.representation(content_type, file.len, &etag, last_modified);
+            out.start(Status::Ok);
+            out.representation(content_type, file.len, &representation);
             out.end();
             let body = body_unless_head(request, ByteRange::whole(file.len));
             out.finish(Status::Ok, body)
         }
         Selection::Single(range) => {
-            out.start(Status::PartialContent, clock);
-            out.representation(content_type, range.byte_count(), &etag, last_modified);
+            out.start(Status::PartialContent);
+            out.representation(content_type, range.byte_count(), &representation);
             out.content_range(range, file.len);
             out.end();
             out.finish(Status::PartialContent, Body::File(range))
@@ -134,8 +169,8 @@ pub fn plan_file(
                 .sum::<u64>()
                 + closing.len() as u64;
             let media_type = format!("multipart/byteranges; boundary={boundary}");
-            out.start(Status::PartialContent, clock);
-            out.representation(&media_type, length, &etag, last_modified);
+            out.start(Status::PartialContent);
+            out.representation(&media_type, length, &representation);
             out.end();
             out.finish(Status::PartialContent, Body::Multipart { parts, closing })
         }
@@ -143,18 +178,73 @@ pub fn plan_file(
             let content_range = format!("bytes */{}", file.len);
             out.error(
                 Status::RangeNotSatisfiable,
-                clock,
                 &[("Content-Range", content_range.as_bytes())],
             )
         }
     }
 }
 
+/// Plans the `--index` page of a directory.
+pub fn plan_index(
+    request: &Request<'_>,
+    dir: &CleanPath,
+    entries: &[Entry],
+    ctx: &Context<'_>,
+    head: &mut Vec<u8>,
+) -> Plan {
+    let page = index::render(dir, entries).into_bytes();
+    let mut out = HeadWriter::new(head, request, ctx);
+    out.start(Status::Ok);
+    out.field("Content-Type", b"text/html; charset=utf-8");
+    out.content_length(page.len() as u64);
+    out.field(
+        "Content-Security-Policy",
+        index::CONTENT_SECURITY_POLICY.as_bytes(),
+    );
+    out.field("Cache-Control", b"no-cache");
+    out.end();
+    let body = match request.method {
+        Method::Head => Body::None,
+        _ => Body::Generated(page),
+    };
+    out.finish(Status::Ok, body)
+}
+
+/// Plans the answer to `OPTIONS` under `--cors` (Fetch standard, CORS-preflight):
+/// 204 with the methods and request headers a player needs, for an allowed origin.
+pub fn plan_preflight(request: &Request<'_>, ctx: &Context<'_>, head: &mut Vec<u8>) -> Plan {
+    let mut out = HeadWriter::new(head, request, ctx);
+    out.start(Status::NoContent);
+    out.field("Allow", b"GET, HEAD, OPTIONS");
+    let allowed = ctx
+        .policy
+        .cors
+        .as_ref()
+        .and_then(|cors| cors.allow_origin(request.origin))
+        .is_some();
+    let method_ok = request
+        .cors_request_method
+        .is_some_and(|m| m == b"GET" || m == b"HEAD");
+    if allowed && method_ok {
+        out.field("Access-Control-Allow-Methods", b"GET, HEAD");
+        out.field("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+        out.field("Access-Control-Max-Age", b"86400");
+    }
+    out.end();
+    out.finish(Status::NoContent, Body::None)
+}
+
+/// Request headers a cross-origin player may send.
+const CORS_ALLOW_HEADERS: &[u8] = b"Range, If-Range, If-None-Match, If-Modified-Since";
+/// Response headers scripts may read.
+const CORS_EXPOSE_HEADERS: &[u8] =
+    b"Content-Range, Content-Length, Accept-Ranges, ETag, Last-Modified";
+
 /// Plans an error response. `request` is `None` when the head could not be parsed.
 pub fn plan_error(
     error: RequestError,
     request: Option<&Request<'_>>,
-    clock: &Clock<'_>,
+    ctx: &Context<'_>,
     head: &mut Vec<u8>,
 ) -> Plan {
     let status = status_of(error);
@@ -162,24 +252,10 @@ pub fn plan_error(
     if status == Status::MethodNotAllowed {
         extra = &[("Allow", b"GET, HEAD")];
     }
-    match request {
-        Some(request) => HeadWriter {
-            head,
-            request,
-            keep_alive: request.keep_alive && !request.expects_continue && keeps_connection(error),
-        }
-        .error(status, clock, extra),
-        None => {
-            // No usable request: answer as HTTP/1.1 and close.
-            let request = Request::unparsed();
-            HeadWriter {
-                head,
-                request: &request,
-                keep_alive: false,
-            }
-            .error(status, clock, extra)
-        }
-    }
+    let unparsed = Request::unparsed();
+    let mut out = HeadWriter::new(head, request.unwrap_or(&unparsed), ctx);
+    out.keep_alive &= keeps_connection(error);
+    out.error(status, extra)
 }
 
 fn body_unless_head(request: &Request<'_>, range: Option<ByteRange>) -> Body {
@@ -223,18 +299,39 @@ fn multipart(
     (parts, format!("\r\n--{boundary}--\r\n").into_bytes())
 }
 
+/// The validator and caching fields of one representation.
+struct Representation<'a> {
+    etag: &'a str,
+    last_modified: u64,
+    cache_control: Option<&'a str>,
+    /// Set when the bytes are a precompressed sidecar.
+    encoding: Option<Encoding>,
+    /// The file has sidecars, so caches must key on Accept-Encoding.
+    varies_by_encoding: bool,
+}
+
 /// Writes a response head field by field.
-struct HeadWriter<'h, 'r, 'b> {
+struct HeadWriter<'h, 'r, 'b, 'c> {
     head: &'h mut Vec<u8>,
     request: &'r Request<'b>,
+    ctx: &'c Context<'c>,
     keep_alive: bool,
 }
 
-impl HeadWriter<'_, '_, '_> {
-    fn start(&mut self, status: Status, clock: &Clock<'_>) {
+impl<'h, 'r, 'b, 'c> HeadWriter<'h, 'r, 'b, 'c> {
+    fn new(head: &'h mut Vec<u8>, request: &'r Request<'b>, ctx: &'c Context<'c>) -> Self {
+        HeadWriter {
+            head,
+            request,
+            ctx,
+            keep_alive: request.keep_alive && !request.expects_continue,
+        }
+    }
+
+    fn start(&mut self, status: Status) {
         self.head.extend_from_slice(status.status_line());
         self.head.extend_from_slice(b"Server: ringcast\r\nDate: ");
-        self.head.extend_from_slice(clock.date);
+        self.head.extend_from_slice(self.ctx.clock.date);
         self.head.extend_from_slice(b"\r\n");
     }
 
@@ -252,20 +349,31 @@ impl HeadWriter<'_, '_, '_> {
         self.head.extend_from_slice(b"\r\n");
     }
 
-    fn validators(&mut self, etag: &str, last_modified: u64) {
-        self.field("ETag", etag.as_bytes());
+    /// ETag, Last-Modified, and the fields a 304 must repeat (RFC 9110 §15.4.5):
+    /// Cache-Control and Vary, so 200, 206 and 304 agree.
+    fn validators(&mut self, r: &Representation<'_>) {
+        self.field("ETag", r.etag.as_bytes());
         self.field(
             "Last-Modified",
-            validators::http_date(last_modified).as_bytes(),
+            validators::http_date(r.last_modified).as_bytes(),
         );
+        if let Some(value) = r.cache_control {
+            self.field("Cache-Control", value.as_bytes());
+        }
+        if r.varies_by_encoding {
+            self.field("Vary", b"Accept-Encoding");
+        }
     }
 
     /// The fields every 200 and 206 carries.
-    fn representation(&mut self, content_type: &str, length: u64, etag: &str, last_modified: u64) {
+    fn representation(&mut self, content_type: &str, length: u64, r: &Representation<'_>) {
         self.field("Content-Type", content_type.as_bytes());
+        if let Some(encoding) = r.encoding {
+            self.field("Content-Encoding", encoding.token().as_bytes());
+        }
         self.content_length(length);
         self.head.extend_from_slice(b"Accept-Ranges: bytes\r\n");
-        self.validators(etag, last_modified);
+        self.validators(r);
     }
 
     fn content_range(&mut self, range: ByteRange, length: u64) {
@@ -276,9 +384,24 @@ impl HeadWriter<'_, '_, '_> {
         );
     }
 
-    /// RFC 9112 §9.3: say `close` when closing; a 1.0 client must be told the
-    /// connection persists.
+    /// CORS fields for an allowed origin (Fetch standard, HTTP responses).
+    fn cors(&mut self) {
+        let Some(cors) = &self.ctx.policy.cors else {
+            return;
+        };
+        if let Some(origin) = cors.allow_origin(self.request.origin) {
+            self.field("Access-Control-Allow-Origin", origin);
+            self.field("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
+        }
+        if cors.varies() {
+            self.field("Vary", b"Origin");
+        }
+    }
+
+    /// CORS, then RFC 9112 §9.3: say `close` when closing; a 1.0 client must
+    /// be told the connection persists.
     fn end(&mut self) {
+        self.cors();
         if !self.keep_alive {
             self.head.extend_from_slice(b"Connection: close\r\n");
         } else if self.request.version == Version::Http10 {
@@ -296,9 +419,9 @@ impl HeadWriter<'_, '_, '_> {
     }
 
     /// A short text/plain error; its body is appended to the head (none for HEAD).
-    fn error(mut self, status: Status, clock: &Clock<'_>, extra: &[(&str, &[u8])]) -> Plan {
+    fn error(mut self, status: Status, extra: &[(&str, &[u8])]) -> Plan {
         let text = status.code_and_reason();
-        self.start(status, clock);
+        self.start(status);
         for (name, value) in extra {
             self.field(name, value);
         }
@@ -316,12 +439,20 @@ impl HeadWriter<'_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::policy::{CacheRule, Cors};
     use crate::http::request::parse;
 
     const CLOCK: Clock<'static> = Clock {
         now: 1_700_000_100,
         date: b"Tue, 14 Nov 2023 22:15:00 GMT",
     };
+
+    fn ctx(policy: &Policy) -> Context<'_> {
+        Context {
+            clock: CLOCK,
+            policy,
+        }
+    }
     const FILE: FileMeta = FileMeta {
         len: 26,
         inode: 1,
@@ -331,11 +462,17 @@ mod tests {
 
     /// Plans `raw` against FILE, returning the plan and the head as text.
     fn run(raw: &str) -> (Plan, String) {
+        run_with(raw, &Policy::default())
+    }
+
+    fn run_with(raw: &str, policy: &Policy) -> (Plan, String) {
         let (request, _) = parse(raw.as_bytes()).unwrap().unwrap();
         let mut head = Vec::new();
-        let plan = match route(&request) {
-            Ok(path) => plan_file(&request, &path, &FILE, &CLOCK, &mut head),
-            Err(e) => plan_error(e, Some(&request), &CLOCK, &mut head),
+        let ctx = ctx(policy);
+        let plan = match route(&request, policy) {
+            Ok(Route::File(path)) => plan_file(&request, &path, &FILE, None, &ctx, &mut head),
+            Ok(Route::Preflight) => plan_preflight(&request, &ctx, &mut head),
+            Err(e) => plan_error(e, Some(&request), &ctx, &mut head),
         };
         (plan, String::from_utf8(head).unwrap())
     }
@@ -482,7 +619,7 @@ Last-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n\r\n"
     fn unparsable_requests_close() {
         let mut head = Vec::new();
         let error = RequestError::Parse(crate::http::request::ParseError::BadHost);
-        let plan = plan_error(error, None, &CLOCK, &mut head);
+        let plan = plan_error(error, None, &ctx(&Policy::default()), &mut head);
         assert_eq!(plan.status, Status::BadRequest);
         assert!(!plan.keep_alive);
         let head = String::from_utf8(head).unwrap();
@@ -499,12 +636,178 @@ Last-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n\r\n"
             .unwrap();
         let empty = FileMeta { len: 0, ..FILE };
         let mut head = Vec::new();
-        let path = route(&request).unwrap();
-        let plan = plan_file(&request, &path, &empty, &CLOCK, &mut head);
+        let Ok(Route::File(path)) = route(&request, &Policy::default()) else {
+            panic!()
+        };
+        let plan = plan_file(
+            &request,
+            &path,
+            &empty,
+            None,
+            &ctx(&Policy::default()),
+            &mut head,
+        );
         assert_eq!(plan.status, Status::Ok);
         assert_eq!(plan.body, Body::None);
         assert!(String::from_utf8(head)
             .unwrap()
             .contains("Content-Length: 0\r\n"));
+    }
+
+    fn cors_policy(origins: &str) -> Policy {
+        Policy {
+            cors: Some(Cors::parse(origins).unwrap()),
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn options_is_405_without_cors() {
+        let (plan, head) = run("OPTIONS /a.mp4 HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(plan.status, Status::MethodNotAllowed);
+        assert!(head.contains("Allow: GET, HEAD\r\n"));
+    }
+
+    #[test]
+    fn cors_preflight_allows_range_requests() {
+        let policy = cors_policy("https://player.example");
+        let preflight = "OPTIONS /a.mp4 HTTP/1.1\r\nHost: x\r\nOrigin: https://player.example\r\n\
+Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: range\r\n\r\n";
+        let (plan, head) = run_with(preflight, &policy);
+        assert_eq!(plan.status, Status::NoContent);
+        assert!(plan.keep_alive);
+        for field in [
+            "Access-Control-Allow-Origin: https://player.example\r\n",
+            "Access-Control-Allow-Methods: GET, HEAD\r\n",
+            "Access-Control-Allow-Headers: Range, If-Range, If-None-Match, If-Modified-Since\r\n",
+            "Access-Control-Max-Age: 86400\r\n",
+            "Vary: Origin\r\n",
+        ] {
+            assert!(head.contains(field), "{field} missing from {head}");
+        }
+        let stranger = preflight.replace("https://player.example", "https://evil.example");
+        let (plan, head) = run_with(&stranger, &policy);
+        assert_eq!(plan.status, Status::NoContent);
+        assert!(!head.contains("Access-Control-Allow"), "{head}");
+        let post = preflight.replace("Request-Method: GET", "Request-Method: POST");
+        assert!(!run_with(&post, &policy)
+            .1
+            .contains("Access-Control-Allow-Methods"));
+    }
+
+    #[test]
+    fn cors_simple_requests_expose_range_headers() {
+        let policy = cors_policy("*");
+        for extra in [
+            "",
+            "Range: bytes=0-1\r\n",
+            &format!("If-None-Match: {ETAG}\r\n"),
+            "Range: bytes=99-\r\n",
+        ] {
+            let raw = format!(
+                "GET /a.mp4 HTTP/1.1\r\nHost: x\r\nOrigin: https://any.example\r\n{extra}\r\n"
+            );
+            let (_, head) = run_with(&raw, &policy);
+            assert!(
+                head.contains("Access-Control-Allow-Origin: *\r\n"),
+                "{head}"
+            );
+            assert!(head.contains("Access-Control-Expose-Headers: Content-Range, Content-Length, Accept-Ranges, ETag, Last-Modified\r\n"));
+            assert!(!head.contains("Vary: Origin"));
+        }
+        let (_, head) = run_with(
+            "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+            &cors_policy("https://a.example"),
+        );
+        assert!(!head.contains("Access-Control-Allow-Origin") && head.contains("Vary: Origin\r\n"));
+    }
+
+    #[test]
+    fn cache_control_is_identical_on_200_206_and_304() {
+        let policy = Policy {
+            cache_rules: vec![CacheRule::parse(".mp4=max-age=31536000, immutable").unwrap()],
+            ..Policy::default()
+        };
+        let field = "Cache-Control: max-age=31536000, immutable\r\n";
+        for extra in [
+            "",
+            "Range: bytes=0-1\r\n",
+            &format!("If-None-Match: {ETAG}\r\n"),
+        ] {
+            let raw = format!("GET /a.mp4 HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+            let (plan, head) = run_with(&raw, &policy);
+            assert!(head.contains(field), "{:?}: {head}", plan.status);
+        }
+        let (_, head) = run_with("GET /a.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n", &policy);
+        assert!(!head.contains("Cache-Control"));
+    }
+
+    #[test]
+    fn sidecars_carry_content_encoding_and_vary() {
+        let (request, _) =
+            parse(b"GET /a.m3u8 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, br\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        let Ok(Route::File(path)) = route(&request, &Policy::default()) else {
+            panic!()
+        };
+        assert_eq!(
+            sidecar_candidates(&request, &path),
+            vec![Encoding::Brotli, Encoding::Gzip]
+        );
+        let mut head = Vec::new();
+        let plan = plan_file(
+            &request,
+            &path,
+            &FILE,
+            Some(Encoding::Gzip),
+            &ctx(&Policy::default()),
+            &mut head,
+        );
+        let head = String::from_utf8(head).unwrap();
+        assert_eq!(plan.status, Status::Ok);
+        assert!(
+            head.contains(
+                "Content-Type: application/vnd.apple.mpegurl\r\nContent-Encoding: gzip\r\n"
+            ),
+            "{head}"
+        );
+        assert!(head.contains("Vary: Accept-Encoding\r\n"));
+        let (_, identity) = run("GET /a.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(
+            identity.contains("Vary: Accept-Encoding\r\n")
+                && !identity.contains("Content-Encoding")
+        );
+        let (_, media) = run("GET /a.mp4 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n");
+        assert!(!media.contains("Vary"));
+    }
+
+    #[test]
+    fn index_pages_are_html_with_a_strict_policy() {
+        let (request, _) = parse(b"GET /shows/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let Ok(Route::File(dir)) = route(&request, &Policy::default()) else {
+            panic!()
+        };
+        let entries = [Entry {
+            name: b"a.mp4".to_vec(),
+            is_dir: false,
+        }];
+        let mut head = Vec::new();
+        let plan = plan_index(
+            &request,
+            &dir,
+            &entries,
+            &ctx(&Policy::default()),
+            &mut head,
+        );
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.contains("Content-Type: text/html; charset=utf-8\r\n"));
+        assert!(head.contains("Content-Security-Policy: default-src 'none'"));
+        let Body::Generated(page) = plan.body else {
+            panic!()
+        };
+        assert!(head.contains(&format!("Content-Length: {}\r\n", page.len())));
     }
 }

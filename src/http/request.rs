@@ -24,6 +24,8 @@ pub const MAX_HEADERS: usize = 100;
 pub enum Method {
     Get,
     Head,
+    /// Answered only as a CORS preflight when `--cors` is on; 405 otherwise.
+    Options,
     /// A method RFC 9110 or RFC 5789 defines that we do not allow on files.
     NotAllowed,
     /// A syntactically valid method token nobody here knows.
@@ -109,6 +111,11 @@ pub struct Request<'a> {
     /// `Referer` and `User-Agent`, for the access log.
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
+    /// `Origin`, and the CORS preflight's `Access-Control-Request-Method`.
+    pub origin: Option<&'a [u8]>,
+    pub cors_request_method: Option<&'a [u8]>,
+    /// `Accept-Encoding`, for precompressed sidecars.
+    pub accept_encoding: Option<&'a [u8]>,
 }
 
 impl Request<'static> {
@@ -127,6 +134,9 @@ impl Request<'static> {
             line: b"",
             referer: None,
             user_agent: None,
+            origin: None,
+            cors_request_method: None,
+            accept_encoding: None,
         }
     }
 }
@@ -255,9 +265,8 @@ fn classify_method(token: &[u8]) -> Method {
     match token {
         b"GET" => Method::Get,
         b"HEAD" => Method::Head,
-        b"POST" | b"PUT" | b"DELETE" | b"CONNECT" | b"OPTIONS" | b"TRACE" | b"PATCH" => {
-            Method::NotAllowed
-        }
+        b"OPTIONS" => Method::Options,
+        b"POST" | b"PUT" | b"DELETE" | b"CONNECT" | b"TRACE" | b"PATCH" => Method::NotAllowed,
         _ => Method::Unknown,
     }
 }
@@ -293,6 +302,9 @@ fn interpret_fields<'a>(
     let mut expects_continue = false;
     let mut referer = None;
     let mut user_agent = None;
+    let mut origin = None;
+    let mut cors_request_method = None;
+    let mut accept_encoding = None;
 
     for field in fields {
         let value = trim_ows(field.value);
@@ -326,6 +338,12 @@ fn interpret_fields<'a>(
             user_agent = Some(value);
         } else if name.eq_ignore_ascii_case("referer") {
             referer = Some(value);
+        } else if name.eq_ignore_ascii_case("origin") {
+            origin = Some(value);
+        } else if name.eq_ignore_ascii_case("access-control-request-method") {
+            cors_request_method = Some(value);
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            accept_encoding = Some(value);
         }
     }
 
@@ -352,6 +370,9 @@ fn interpret_fields<'a>(
         line: line.text,
         referer,
         user_agent,
+        origin,
+        cors_request_method,
+        accept_encoding,
     })
 }
 
@@ -487,9 +508,8 @@ mod tests {
     fn rfc9110_9_1_methods_are_classified() {
         let head = |m: &str| format!("{m} / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(ok(head("HEAD").as_bytes()).0.method, Method::Head);
-        for m in [
-            "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH", "CONNECT",
-        ] {
+        assert_eq!(ok(head("OPTIONS").as_bytes()).0.method, Method::Options);
+        for m in ["POST", "PUT", "DELETE", "TRACE", "PATCH", "CONNECT"] {
             assert_eq!(ok(head(m).as_bytes()).0.method, Method::NotAllowed, "{m}");
         }
         assert_eq!(ok(head("FOO").as_bytes()).0.method, Method::Unknown);

@@ -28,8 +28,9 @@ const MAX_MICROS: u64 = 3_600_000_000;
 const SIGFIG: u8 = 3;
 
 /// Statuses we count, in exposition order.
-pub const STATUSES: [Status; 16] = [
+pub const STATUSES: [Status; 17] = [
     Status::Ok,
+    Status::NoContent,
     Status::PartialContent,
     Status::NotModified,
     Status::BadRequest,

@@ -9,11 +9,18 @@
 //! the client gets 408; every send may wait at most `--send-timeout` for the
 //! socket to take bytes (set on the stream at accept).
 
+use super::fs::{read_entries, OpenFile};
 use super::send::{SendError, Transfer};
 use super::Core;
 use crate::http::body::BodySkipper;
-use crate::http::error::{RequestError, Status};
-use crate::http::plan::{plan_error, plan_file, route, Body};
+use crate::http::encoding::Encoding;
+use crate::http::error::{FileError, RequestError, Status};
+use crate::http::index::Entry;
+use crate::http::path::CleanPath;
+use crate::http::plan::{
+    plan_error, plan_file, plan_index, plan_preflight, route, sidecar_candidates, Body, Context,
+    Route,
+};
 use crate::http::request::{self, BodyFraming, Request, MAX_HEAD};
 use crate::metrics::{ErrorKind, RequestTimes};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
@@ -166,9 +173,12 @@ impl Connection {
             peer: self.peer,
         };
         let reading = core.clock.now();
-        let clock = super::clock::clock(&reading);
+        let ctx = Context {
+            clock: super::clock::clock(&reading),
+            policy: &core.config.policy,
+        };
         self.head.clear();
-        let plan = plan_error(error, None, &clock, &mut self.head);
+        let plan = plan_error(error, None, &ctx, &mut self.head);
         deliver(
             core,
             stream,
@@ -253,17 +263,33 @@ async fn respond(
         .expect("respond is only called with a parsed request");
     head.clear();
     let reading = core.clock.now();
-    let clock = super::clock::clock(&reading);
-    let opened = route(request).and_then(|path| {
-        let file = core.root.open_file(&path).map_err(RequestError::File)?;
-        Ok((path, file))
-    });
-    let (plan, file) = match opened {
-        Ok((path, file)) => (
-            plan_file(request, &path, &file.meta, &clock, head),
-            Some(file),
-        ),
-        Err(error) => (plan_error(error, Some(request), &clock, head), None),
+    let ctx = Context {
+        clock: super::clock::clock(&reading),
+        policy: &core.config.policy,
+    };
+    let (plan, file) = match route(request, ctx.policy) {
+        Err(error) => (plan_error(error, Some(request), &ctx, head), None),
+        Ok(Route::Preflight) => (plan_preflight(request, &ctx, head), None),
+        Ok(Route::File(path)) => match core.root.open_file(&path) {
+            Ok(file) => {
+                let (file, encoding) = choose_sidecar(core, request, &path, file);
+                (
+                    plan_file(request, &path, &file.meta, encoding, &ctx, head),
+                    Some(file),
+                )
+            }
+            Err(FileError::IsDirectory) if ctx.policy.index => {
+                let plan = match list_directory(core, &path).await {
+                    Ok(entries) => plan_index(request, &path, &entries, &ctx, head),
+                    Err(error) => plan_error(RequestError::File(error), Some(request), &ctx, head),
+                };
+                (plan, None)
+            }
+            Err(error) => (
+                plan_error(RequestError::File(error), Some(request), &ctx, head),
+                None,
+            ),
+        },
     };
     let fd = file.as_ref().map(|f| &f.fd);
     deliver(core, stream, exchange, head, &plan.body, plan.status, fd).await?;
@@ -272,6 +298,30 @@ async fn respond(
     } else {
         Next::Close
     })
+}
+
+/// A precompressed sidecar the client accepts, if one exists; else the file.
+fn choose_sidecar(
+    core: &Core,
+    request: &Request<'_>,
+    path: &CleanPath,
+    file: OpenFile,
+) -> (OpenFile, Option<Encoding>) {
+    for encoding in sidecar_candidates(request, path) {
+        if let Some(sidecar) = core.root.open_sidecar(path, encoding.suffix(), &file.meta) {
+            return (sidecar, Some(encoding));
+        }
+    }
+    (file, None)
+}
+
+/// Reads a directory in the executor's blocking pool, so a cold directory
+/// never stalls the core.
+async fn list_directory(core: &Core, path: &CleanPath) -> Result<Vec<Entry>, FileError> {
+    let dir = core.root.open_dir(path)?;
+    glommio::executor()
+        .spawn_blocking(move || read_entries(dir))
+        .await
 }
 
 /// Sends a planned response and records what it cost. Errors that end the
@@ -288,7 +338,7 @@ async fn deliver(
     let metrics = &core.metrics;
     metrics.response(status);
     let started = exchange.started;
-    let mut transfer = Transfer::new(stream, file, started);
+    let mut transfer = Transfer::new(stream, file, started, core.config.pacing);
     let result = transfer.send(head, body).await;
     // Recorded before anything else can run on this core, so a scrape that
     // follows the client's last byte sees this response counted.

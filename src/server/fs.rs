@@ -7,13 +7,14 @@
 //! followed, and `O_NONBLOCK` keeps a FIFO under the root from blocking the core.
 
 use crate::http::error::FileError;
+use crate::http::index::Entry;
 use crate::http::path::CleanPath;
 use crate::http::validators::FileMeta;
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, SFlag};
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -45,7 +46,31 @@ impl Root {
 
     /// Opens `path` for reading if it is a regular file under the root.
     pub fn open_file(&self, path: &CleanPath) -> Result<OpenFile, FileError> {
-        let relative = match path.relative.as_slice() {
+        self.open_relative(&path.relative)
+    }
+
+    /// Opens the precompressed sidecar `path` + `suffix` (`.br`, `.gz`), if it
+    /// is a regular file at least as new as the original.
+    pub fn open_sidecar(
+        &self,
+        path: &CleanPath,
+        suffix: &str,
+        original: &FileMeta,
+    ) -> Option<OpenFile> {
+        let mut relative = path.relative.clone();
+        relative.extend_from_slice(suffix.as_bytes());
+        self.open_relative(&relative)
+            .ok()
+            .filter(|sidecar| sidecar.meta.mtime_nanos >= original.mtime_nanos)
+    }
+
+    /// Opens a directory under the root for listing (`--index`).
+    pub fn open_dir(&self, path: &CleanPath) -> Result<OwnedFd, FileError> {
+        self.open_beneath(&path.relative, OFlag::O_DIRECTORY)
+    }
+
+    fn open_beneath(&self, relative: &[u8], extra: OFlag) -> Result<OwnedFd, FileError> {
+        let relative = match relative {
             b"" => OsStr::new("."),
             bytes => OsStr::from_bytes(bytes),
         };
@@ -53,12 +78,16 @@ impl Root {
         if !self.follow_symlinks {
             resolve |= ResolveFlag::RESOLVE_BENEATH;
         }
-        let how = OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
-            .resolve(resolve);
+        let flags =
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | extra;
+        let how = OpenHow::new().flags(flags).resolve(resolve);
         let fd = openat2(self.dir.as_raw_fd(), relative, how).map_err(file_error)?;
         // SAFETY: `openat2` just returned this descriptor and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn open_relative(&self, relative: &[u8]) -> Result<OpenFile, FileError> {
+        let fd = self.open_beneath(relative, OFlag::empty())?;
         let stat = fstat(fd.as_raw_fd()).map_err(file_error)?;
         match SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT {
             SFlag::S_IFREG => {}
@@ -72,6 +101,39 @@ impl Root {
         };
         Ok(OpenFile { fd, meta })
     }
+}
+
+/// Reads a directory's entries (blocking: run it off the core, in the
+/// executor's blocking pool).
+pub fn read_entries(dir: OwnedFd) -> Result<Vec<Entry>, FileError> {
+    let mut dir = nix::dir::Dir::from_fd(dir.into_raw_fd()).map_err(file_error)?;
+    let dir_fd = dir.as_raw_fd();
+    let mut entries = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry.map_err(file_error)?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let is_dir = match entry.file_type() {
+            Some(nix::dir::Type::Directory) => true,
+            Some(nix::dir::Type::File) => false,
+            // Symlinks and unknown types: ask what they lead to.
+            _ => nix::sys::stat::fstatat(
+                Some(dir_fd),
+                entry.file_name(),
+                nix::fcntl::AtFlags::empty(),
+            )
+            .is_ok_and(|st| {
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+            }),
+        };
+        entries.push(Entry {
+            name: name.to_vec(),
+            is_dir,
+        });
+    }
+    Ok(entries)
 }
 
 fn file_error(errno: Errno) -> FileError {
@@ -134,6 +196,46 @@ mod tests {
             Err(FileError::Forbidden),
             "and it did not block"
         );
+    }
+
+    #[test]
+    fn sidecars_must_be_regular_and_not_older() {
+        let dir = fixture();
+        std::fs::write(dir.path().join("a.txt.gz"), b"gz").unwrap();
+        let root = Root::open(dir.path(), false).unwrap();
+        let path = clean(b"/a.txt").unwrap();
+        let original = root.open_file(&path).unwrap().meta;
+        assert_eq!(
+            root.open_sidecar(&path, ".gz", &original)
+                .map(|f| f.meta.len),
+            Some(2)
+        );
+        assert!(root.open_sidecar(&path, ".br", &original).is_none());
+        let newer = FileMeta {
+            mtime_nanos: original.mtime_nanos + 1_000_000_000_000,
+            ..original
+        };
+        assert!(
+            root.open_sidecar(&path, ".gz", &newer).is_none(),
+            "a stale sidecar is ignored"
+        );
+    }
+
+    #[test]
+    fn directories_list_their_entries() {
+        let dir = fixture();
+        let root = Root::open(dir.path(), false).unwrap();
+        let fd = root.open_dir(&clean(b"/").unwrap()).unwrap();
+        let mut entries = read_entries(fd).unwrap();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let names: Vec<(&[u8], bool)> = entries
+            .iter()
+            .map(|e| (e.name.as_slice(), e.is_dir))
+            .collect();
+        assert!(names.contains(&(&b"sub"[..], true)));
+        assert!(names.contains(&(&b"a.txt"[..], false)));
+        assert!(names.contains(&(&b"inside"[..], false)));
+        assert!(root.open_dir(&clean(b"/a.txt").unwrap()).is_err());
     }
 
     #[test]

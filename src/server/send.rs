@@ -11,6 +11,7 @@
 //! This module is the seam for the zero-copy path (splice/sendfile): callers
 //! see only [`Transfer`].
 
+use crate::config::Pacing;
 use crate::http::plan::Body;
 use crate::http::range::ByteRange;
 use futures_lite::AsyncWriteExt;
@@ -22,6 +23,10 @@ use std::time::{Duration, Instant};
 
 /// Bytes gathered before a `send`: the per-connection memory bound.
 pub const CHUNK: usize = 64 * 1024;
+/// Smallest paced write: below this, per-write overhead dominates.
+const MIN_PACED_CHUNK: usize = 4 * 1024;
+/// A paced response is sent in pieces of about this much time's worth of bytes.
+const PACING_GRANULARITY: Duration = Duration::from_millis(50);
 
 /// What can end a response early.
 #[derive(Debug)]
@@ -55,11 +60,28 @@ pub struct Transfer<'a> {
     pub sent: u64,
     /// File bytes read into the send buffer.
     pub body_copied: u64,
+    /// Bytes gathered per write: [`CHUNK`], or less when paced.
+    chunk: usize,
+    pacing: Option<Pacing>,
+    /// When the first paced byte went out: the token bucket's origin.
+    paced_since: Option<Instant>,
 }
 
 impl<'a> Transfer<'a> {
-    pub fn new(stream: &'a mut TcpStream, file: Option<&'a OwnedFd>, started: Instant) -> Self {
+    pub fn new(
+        stream: &'a mut TcpStream,
+        file: Option<&'a OwnedFd>,
+        started: Instant,
+        pacing: Option<Pacing>,
+    ) -> Self {
+        let chunk = pacing.map_or(CHUNK, |p| {
+            let per_tick = p.bytes_per_sec as f64 * PACING_GRANULARITY.as_secs_f64();
+            (per_tick as usize).clamp(MIN_PACED_CHUNK, CHUNK)
+        });
         Transfer {
+            chunk,
+            pacing,
+            paced_since: None,
             stream,
             file,
             uring_file: None,
@@ -85,6 +107,7 @@ impl<'a> Transfer<'a> {
     async fn send_body(&mut self, pending: &mut Vec<u8>, body: &Body) -> Result<(), SendError> {
         match body {
             Body::None => {}
+            Body::Generated(bytes) => pending.extend_from_slice(bytes),
             Body::File(range) => self.copy_range(*range, pending).await?,
             Body::Multipart { parts, closing } => {
                 for part in parts {
@@ -111,10 +134,10 @@ impl<'a> Transfer<'a> {
         let mut offset = range.start;
         let end = range.end + 1;
         while offset < end {
-            if pending.len() >= CHUNK {
+            if pending.len() >= self.chunk {
                 self.flush(pending).await?;
             }
-            let want = (end - offset).min((CHUNK - pending.len()) as u64) as usize;
+            let want = (end - offset).min((self.chunk - pending.len()) as u64) as usize;
             let read_started = Instant::now();
             let read = match read_resident(fd, pending, offset, want) {
                 Ok(Some(n)) => n,
@@ -160,6 +183,7 @@ impl<'a> Transfer<'a> {
         if pending.is_empty() {
             return Ok(());
         }
+        self.wait_for_tokens(pending.len()).await;
         let write_started = Instant::now();
         let result = self.stream.write_all(pending).await;
         let now = Instant::now();
@@ -172,6 +196,25 @@ impl<'a> Transfer<'a> {
         self.sent += pending.len() as u64;
         pending.clear();
         Ok(())
+    }
+}
+
+impl Transfer<'_> {
+    /// Token bucket for `--limit-rate`: before sending `len` more bytes, wait
+    /// until the bytes beyond `--limit-rate-after` fit the rate since pacing
+    /// began. One timer per paced write, none per byte.
+    async fn wait_for_tokens(&mut self, len: usize) {
+        let Some(pacing) = self.pacing else { return };
+        let paced_bytes = (self.sent + len as u64).saturating_sub(pacing.after);
+        if paced_bytes == 0 {
+            return;
+        }
+        let since = *self.paced_since.get_or_insert_with(Instant::now);
+        let due = since + Duration::from_secs_f64(paced_bytes as f64 / pacing.bytes_per_sec as f64);
+        let now = Instant::now();
+        if due > now {
+            glommio::timer::sleep(due - now).await;
+        }
     }
 }
 
