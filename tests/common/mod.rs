@@ -217,7 +217,8 @@ pub fn read_response(stream: &mut impl Read, head_only: bool) -> Response {
         headers,
         body: Vec::new(),
     };
-    if head_only || status == 304 {
+    // RFC 9112 §6.3: HEAD, 204 and 304 responses never have content.
+    if head_only || status == 204 || status == 304 {
         return response;
     }
     match response.header("content-length") {
