@@ -17,6 +17,8 @@ pub struct Config {
     pub cpus: Vec<usize>,
     /// Serve symlinks that lead outside the root.
     pub follow_symlinks: bool,
+    /// Keep hot files open per core (inotify keeps them fresh).
+    pub file_cache: bool,
     /// Listen backlog per core's socket.
     pub backlog: u32,
     /// Limits and timeouts against slow, stuck or hostile clients.
@@ -92,6 +94,11 @@ struct Flags {
     /// Serve symlinks whose targets lie outside the root (refused by default).
     #[arg(long)]
     follow_symlinks: bool,
+
+    /// Open every file anew per request instead of keeping hot files open
+    /// (by default each core keeps up to 1024 open, refreshed by inotify).
+    #[arg(long)]
+    no_file_cache: bool,
 
     /// Pending-connection backlog of each core's listening socket.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
@@ -216,6 +223,7 @@ impl Config {
             listen: flags.listen,
             cpus,
             follow_symlinks: flags.follow_symlinks,
+            file_cache: !flags.no_file_cache,
             backlog: flags.backlog,
             limits: Limits {
                 header_timeout: flags.header_timeout,

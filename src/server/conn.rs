@@ -28,6 +28,7 @@ use glommio::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Read buffer size for a new connection; grows up to [`MAX_HEAD`] for big heads.
@@ -270,7 +271,7 @@ async fn respond(
     let (plan, file) = match route(request, ctx.policy) {
         Err(error) => (plan_error(error, Some(request), &ctx, head), None),
         Ok(Route::Preflight) => (plan_preflight(request, &ctx, head), None),
-        Ok(Route::File(path)) => match core.root.open_file(&path) {
+        Ok(Route::File(path)) => match core.files.open(&core.root, &path) {
             Ok(file) => {
                 let (file, encoding) = choose_sidecar(core, request, &path, file);
                 (
@@ -305,11 +306,11 @@ fn choose_sidecar(
     core: &Core,
     request: &Request<'_>,
     path: &CleanPath,
-    file: OpenFile,
-) -> (OpenFile, Option<Encoding>) {
+    file: Rc<OpenFile>,
+) -> (Rc<OpenFile>, Option<Encoding>) {
     for encoding in sidecar_candidates(request, path) {
         if let Some(sidecar) = core.root.open_sidecar(path, encoding.suffix(), &file.meta) {
-            return (sidecar, Some(encoding));
+            return (Rc::new(sidecar), Some(encoding));
         }
     }
     (file, None)

@@ -6,6 +6,7 @@
 //!   before any thread starts.
 //! - [`conn`]: one connection's read-decide-send loop.
 //! - [`fs`]: opening files strictly beneath the root.
+//! - [`file_cache`]: the per-core open-file cache, kept fresh by inotify.
 //! - [`send`]: the data path from file to socket.
 //! - [`clock`]: the per-core `Date` cache.
 //! - [`lifecycle`]: connection accounting, `--max-conns`, graceful shutdown.
@@ -16,6 +17,7 @@ pub mod access_log;
 pub mod admin;
 pub mod clock;
 pub mod conn;
+pub mod file_cache;
 pub mod fs;
 pub mod lifecycle;
 pub mod listener;
@@ -45,6 +47,7 @@ pub struct Core {
     pub cpu: usize,
     pub config: Config,
     pub root: fs::Root,
+    pub files: file_cache::FileCache,
     pub clock: clock::DateCache,
     pub connections: Rc<Connections>,
     pub drain: Drain,
@@ -182,6 +185,7 @@ async fn serve_core(
     let core = Rc::new(Core {
         cpu,
         metrics: Metrics::new(config.observe.metrics),
+        files: file_cache::FileCache::new(config.root.clone(), config.file_cache),
         config,
         root,
         clock: clock::DateCache::default(),
