@@ -163,11 +163,11 @@ pub fn plan_file(
         Selection::Multiple(ranges) => {
             let boundary = boundary_for(&etag);
             let (parts, closing) = multipart(&ranges, content_type, file.len, &boundary);
+            // Saturating: a fuzzer's 2^64-byte "file" must not overflow.
             let length = parts
                 .iter()
-                .map(|p| p.head.len() as u64 + p.range.byte_count())
-                .sum::<u64>()
-                + closing.len() as u64;
+                .map(|p| (p.head.len() as u64).saturating_add(p.range.byte_count()))
+                .fold(closing.len() as u64, u64::saturating_add);
             let media_type = format!("multipart/byteranges; boundary={boundary}");
             out.start(Status::PartialContent);
             out.representation(&media_type, length, &representation);

@@ -188,11 +188,15 @@ impl std::error::Error for ParseError {}
 /// Returns the request and the number of bytes its head used, `Ok(None)` if the
 /// head is not complete yet, or the reason it can never be valid.
 pub fn parse(buf: &[u8]) -> Result<Option<(Request<'_>, usize)>, ParseError> {
-    // RFC 9112 §2.2: ignore empty lines received before the request line.
+    // RFC 9112 §2.2: ignore empty lines received before the request line,
+    // but not without bound: a flood of them is refused like a long line.
     let skipped = buf
         .iter()
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
+    if skipped > MAX_REQUEST_LINE {
+        return Err(ParseError::RequestLineTooLong);
+    }
     let buf = &buf[skipped..];
     let Some(line) = parse_request_line(buf)? else {
         return Ok(None);
@@ -502,6 +506,15 @@ mod tests {
         let (req, used) = ok(raw);
         assert_eq!(used, raw.len());
         assert_eq!(req.target, b"/");
+    }
+
+    #[test]
+    fn a_flood_of_empty_lines_is_refused() {
+        let flood = b"\r\n".repeat(MAX_REQUEST_LINE);
+        assert_eq!(err(&flood), ParseError::RequestLineTooLong);
+        let mut then_get = b"\r\n".repeat(MAX_REQUEST_LINE / 2 - 1);
+        then_get.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(ok(&then_get).1, then_get.len());
     }
 
     #[test]

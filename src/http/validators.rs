@@ -18,9 +18,11 @@ pub struct FileMeta {
 
 impl FileMeta {
     /// Last-Modified in whole seconds since the epoch; files dated before 1970
-    /// are reported as the epoch.
+    /// are reported as the epoch, after 9999 as its last second.
     pub fn last_modified_secs(&self) -> u64 {
-        u64::try_from(self.mtime_nanos.div_euclid(1_000_000_000)).unwrap_or(0)
+        u64::try_from(self.mtime_nanos.div_euclid(1_000_000_000))
+            .unwrap_or(0)
+            .min(MAX_HTTP_DATE)
     }
 
     /// The strong entity-tag, quotes included (RFC 9110 §8.8.3).
@@ -32,9 +34,13 @@ impl FileMeta {
     }
 }
 
-/// `Last-Modified` as an IMF-fixdate (RFC 9110 §5.6.7).
+/// The last second an IMF-fixdate can express: 9999-12-31T23:59:59Z.
+const MAX_HTTP_DATE: u64 = 253_402_300_799;
+
+/// `Last-Modified` as an IMF-fixdate (RFC 9110 §5.6.7). Times past year 9999
+/// (a file touched with a far-future mtime) are clamped to the last expressible second.
 pub fn http_date(secs: u64) -> String {
-    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs.min(MAX_HTTP_DATE)))
 }
 
 /// Parses any of the three HTTP-date formats (RFC 9110 §5.6.7) to epoch seconds.
