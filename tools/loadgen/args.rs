@@ -172,6 +172,12 @@ fn parse_rate(value: &str) -> Result<f64, String> {
 }
 
 fn parse_header(value: &str) -> Result<String, String> {
+    if value
+        .split_once(':')
+        .is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("range"))
+    {
+        return Err("Range is chosen by loadgen; use --range-size or --player".into());
+    }
     match value.split_once(':') {
         Some((name, _))
             if !name.is_empty()
@@ -328,6 +334,7 @@ mod tests {
         assert!(parse_header("X-Test: 1").is_ok());
         assert!(parse_header("no colon").is_err());
         assert!(parse_header("X: a\r\nInjected: b").is_err());
+        assert!(parse_header("range: bytes=0-1").is_err());
         assert!(parse_cpu_list("0").is_ok());
         assert!(parse_cpu_list("1-0").is_err());
         assert!(parse_cpu_list("4095").is_err());

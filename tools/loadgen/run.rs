@@ -36,6 +36,7 @@ pub fn run(args: &Args) -> Result<String, String> {
     };
     // The main thread (probe, progress) stays on the load CPUs too.
     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpus[0] });
+    raise_fd_limit(args.connections as u64 + args.idle as u64);
 
     let probe = probe(args).map_err(|e| format!("probe of {} failed: {e}", url_text(args)))?;
     let shape = match (args.range_size, args.player) {
@@ -161,6 +162,26 @@ pub fn run(args: &Args) -> Result<String, String> {
     } else {
         summary.text()
     })
+}
+
+/// Raises the soft descriptor limit toward the hard one when the connections
+/// would not fit (1024 is a common default; --idle 10000 needs more).
+fn raise_fd_limit(connections: u64) {
+    /// Descriptors beyond the connections: stdio, epoll, the --verify file.
+    const SPARE: u64 = 64;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+            && limit.rlim_cur < connections + SPARE
+        {
+            limit.rlim_cur = (connections + SPARE).min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 fn url_text(args: &Args) -> String {
