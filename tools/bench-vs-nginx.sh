@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# ringcast against nginx, on the same core, with the same loadgen workloads.
+#
+#   tools/bench-vs-nginx.sh [--quick] [--rounds N] [--duration SECS] [--out FILE] [--no-wrk]
+#
+# Installs nginx and wrk (Debian packages) if missing, builds ringcast and
+# loadgen (release), writes a 512 MiB file of random bytes, and starts ringcast
+# and nginx (configured exactly as /work/shared/reference/nginx-media.conf, copied
+# to tools/nginx-media.conf) pinned to the same CPU. loadgen runs on another CPU.
+# Each workload runs against both servers in alternation, --rounds times (the
+# order flips every round); for each run the server's CPU time (utime+stime
+# from /proc/PID/stat) is read before and after. Prints a markdown table of
+# medians: requests/s, MB/s, p99 and server CPU microseconds per request, with
+# the ratios nginx/ringcast. Then (unless --no-wrk) checks that loadgen and wrk
+# agree on requests/s, on 1 KiB GETs and on random 64 KiB ranges, against both.
+#
+# Default: 3 rounds of 5 s runs, about 5 minutes in all (2 without the wrk check).
+# --quick: 3 rounds of 2 s runs, about 2.5 minutes.
+# All load goes to 127.0.0.1; every run stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=3
+duration=5
+out=""
+wrk_check=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) duration=2 ;;
+    --rounds) rounds="$2"; shift ;;
+    --duration) duration="$2"; shift ;;
+    --out) out="$2"; shift ;;
+    --no-wrk) wrk_check=0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "bench-vs-nginx: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# --- tools -------------------------------------------------------------------
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+  echo "bench-vs-nginx: installing nginx and wrk (Debian packages)" >&2
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx wrk >/dev/null
+fi
+# The packaged service, if the install started one, is not ours; we start our own.
+mime_types=/etc/nginx/mime.types
+[ -f "$mime_types" ] || { echo "bench-vs-nginx: $mime_types missing (is nginx installed?)" >&2; exit 1; }
+
+cargo build --release --quiet --bin ringcast --bin loadgen
+ringcast=target/release/ringcast
+loadgen=target/release/loadgen
+
+# --- CPUs --------------------------------------------------------------------
+cpus=$(nproc)
+server_cpu=0
+load_cpu=$((cpus > 1 ? 1 : 0))
+[ "$cpus" -gt 1 ] || echo "bench-vs-nginx: only one CPU: server and load generator share it" >&2
+# nginx's worker_cpu_affinity takes a binary mask: CPU n is 1 followed by n zeros.
+cpumask="1$(printf '%*s' "$server_cpu" '' | tr ' ' 0)"
+
+# --- files and servers ---------------------------------------------------------
+dir=$(mktemp -d /tmp/ringcast-bench.XXXXXX)
+root="$dir/root"
+mkdir -p "$root" "$dir/nginx"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+echo "bench-vs-nginx: writing a 512 MiB file in $root" >&2
+head -c 512M /dev/urandom > "$root/media.mp4"
+head -c 1024 /dev/urandom > "$root/small.bin"
+cat "$root/media.mp4" > /dev/null  # into the page cache: both servers serve from it
+
+free_port() {
+  local port=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  echo "$port"
+}
+rc_port=$(free_port 18080)
+ng_port=$(free_port $((rc_port + 1)))
+
+sed -e "s|@ROOT@|$root|g" -e "s|@PORT@|$ng_port|g" -e "s|@CPUMASK@|$cpumask|g" \
+    -e "s|@DIR@|$dir/nginx|g" tools/nginx-media.conf > "$dir/nginx/nginx.conf"
+
+# taskset as well: with master_process off nginx never applies worker_cpu_affinity
+# (its single process stays on every CPU), so pin it the way ringcast is pinned.
+taskset -c "$server_cpu" nginx -p "$dir/nginx" -e "$dir/nginx/error.log" \
+  -c "$dir/nginx/nginx.conf" >"$dir/nginx/stdout.log" 2>&1 &
+ng_pid=$!
+pids+=("$ng_pid")
+taskset -c "$server_cpu" "$ringcast" --root "$root" --listen "127.0.0.1:$rc_port" \
+  --cpus "$server_cpu" >"$dir/ringcast.log" 2>&1 &
+rc_pid=$!
+pids+=("$rc_pid")
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "bench-vs-nginx: nothing listens on port $1" >&2
+  cat "$dir/nginx/error.log" "$dir/ringcast.log" >&2 2>/dev/null || true
+  exit 1
+}
+wait_port "$rc_port"
+wait_port "$ng_port"
+
+# utime + stime of a process in clock ticks (fields 14 and 15 of /proc/PID/stat;
+# counted after the ")" that ends the command name).
+ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+hz=$(getconf CLK_TCK)
+json_field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
+
+port_of() { if [ "$1" = ringcast ]; then echo "$rc_port"; else echo "$ng_port"; fi; }
+pid_of() { if [ "$1" = ringcast ]; then echo "$rc_pid"; else echo "$ng_pid"; fi; }
+
+workloads=(
+  "64 KiB ranges, 64 conns|media.mp4|--range-size 64KiB -c 64"
+  "1 KiB ranges, 64 conns|media.mp4|--range-size 1KiB -c 64"
+  "whole 512 MiB, 4 conns|media.mp4|-c 4"
+)
+results="$dir/results.tsv"
+: > "$results"
+
+# One loadgen run against one server; appends a line to $results.
+measure() {
+  local name=$1 path=$2 args=$3 server=$4 round=$5
+  local pid before after report requests
+  pid=$(pid_of "$server")
+  before=$(ticks "$pid")
+  # shellcheck disable=SC2086
+  report=$("$loadgen" "http://127.0.0.1:$(port_of "$server")/$path" $args \
+    --duration "${duration}s" --cpus "$load_cpu" --timeout 10s --json --quiet)
+  after=$(ticks "$pid")
+  requests=$(json_field requests "$report")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$server" "$round" \
+    "$(json_field requests_per_sec "$report")" "$(json_field mb_per_sec "$report")" \
+    "$(json_field p99 "$report")" \
+    "$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')" \
+    "$(json_field total "$report")" >> "$results"
+  printf '  round %s  %-24s %-8s %s\n' "$round" "$name" "$server" "$(tail -1 "$results" | cut -f4-)" >&2
+}
+
+echo "bench-vs-nginx: warming up" >&2
+for server in ringcast nginx; do
+  "$loadgen" "http://127.0.0.1:$(port_of "$server")/media.mp4" -c 4 -d 1s --cpus "$load_cpu" --quiet >/dev/null
+done
+
+echo "bench-vs-nginx: $rounds rounds x ${#workloads[@]} workloads x 2 servers, ${duration}s each (columns: req/s MB/s p99_us cpu_us/req errors)" >&2
+for round in $(seq "$rounds"); do
+  if [ $((round % 2)) -eq 1 ]; then order="ringcast nginx"; else order="nginx ringcast"; fi
+  for w in "${workloads[@]}"; do
+    IFS='|' read -r name path args <<<"$w"
+    for server in $order; do measure "$name" "$path" "$args" "$server" "$round"; done
+  done
+done
+
+# Median of column $3 for workload $1 and server $2.
+median() {
+  awk -F'\t' -v w="$1" -v s="$2" -v c="$3" '$1 == w && $2 == s { print $c }' "$results" | sort -g |
+    awk '{ a[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+total_errors() { awk -F'\t' -v w="$1" -v s="$2" '$1 == w && $2 == s { n += $8 } END { print n + 0 }' "$results"; }
+# Requests/s: whole numbers, but two decimals for the few-per-second downloads.
+rate() { awk -v r="$1" 'BEGIN { if (r < 100) printf "%.2f", r; else printf "%.0f", r }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+table() {
+  echo "| workload | server | requests/s | MB/s | p99 (ms) | server CPU µs/request | errors |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+  for w in "${workloads[@]}"; do
+    IFS='|' read -r name _ _ <<<"$w"
+    local r_rps r_mb r_p99 r_cpu n_rps n_mb n_p99 n_cpu
+    r_rps=$(median "$name" ringcast 4); n_rps=$(median "$name" nginx 4)
+    r_mb=$(median "$name" ringcast 5); n_mb=$(median "$name" nginx 5)
+    r_p99=$(median "$name" ringcast 6); n_p99=$(median "$name" nginx 6)
+    r_cpu=$(median "$name" ringcast 7); n_cpu=$(median "$name" nginx 7)
+    printf '| %s | ringcast | %s | %.1f | %.2f | %.0f | %s |\n' "$name" "$(rate "$r_rps")" "$r_mb" \
+      "$(awk -v v="$r_p99" 'BEGIN { print v / 1000 }')" "$r_cpu" "$(total_errors "$name" ringcast)"
+    printf '| | nginx | %s | %.1f | %.2f | %.0f | %s |\n' "$(rate "$n_rps")" "$n_mb" \
+      "$(awk -v v="$n_p99" 'BEGIN { print v / 1000 }')" "$n_cpu" "$(total_errors "$name" nginx)"
+    printf '| | **nginx/ringcast** | %s | %s | %s | %s | |\n' "$(ratio "$n_rps" "$r_rps")" \
+      "$(ratio "$n_mb" "$r_mb")" "$(ratio "$n_p99" "$r_p99")" "$(ratio "$n_cpu" "$r_cpu")"
+  done
+}
+
+# loadgen against wrk on the same workloads, one load CPU, 64 connections,
+# alternating, medians of requests/s: GETs of a 1 KiB file, and random aligned
+# 64 KiB ranges of the 512 MiB file (wrk draws them in a Lua script).
+cat > "$dir/ranges.lua" <<'LUA'
+local size = 65536
+local blocks = 512 * 1024 * 1024 / size
+math.randomseed(os.time())
+request = function()
+  local first = math.random(0, blocks - 1) * size
+  return wrk.format("GET", nil, { ["Range"] = "bytes=" .. first .. "-" .. (first + size - 1) })
+end
+LUA
+wrk_checks=(
+  "1 KiB GETs|small.bin||"
+  "64 KiB ranges|media.mp4|--range-size 64KiB|-s $dir/ranges.lua"
+)
+wrk_table() {
+  local agree="$dir/agree.tsv"
+  : > "$agree"
+  for round in $(seq "$rounds"); do
+    for c in "${wrk_checks[@]}"; do
+      IFS='|' read -r name path largs wargs <<<"$c"
+      for server in ringcast nginx; do
+        local url rps
+        url="http://127.0.0.1:$(port_of "$server")/$path"
+        # shellcheck disable=SC2086
+        rps=$(taskset -c "$load_cpu" wrk -t1 -c64 -d"${duration}s" $wargs "$url" | awk '/Requests\/sec/ { print $2 }')
+        printf '%s\t%s\twrk\t%s\n' "$name" "$server" "$rps" >> "$agree"
+        # shellcheck disable=SC2086
+        rps=$(json_field requests_per_sec "$("$loadgen" "$url" $largs -c 64 -d "${duration}s" --cpus "$load_cpu" --json --quiet)")
+        printf '%s\t%s\tloadgen\t%s\n' "$name" "$server" "$rps" >> "$agree"
+        printf '  round %s  %-14s %-8s wrk %s loadgen %s\n' "$round" "$name" "$server" \
+          "$(tail -2 "$agree" | head -1 | cut -f4)" "$rps" >&2
+      done
+    done
+  done
+  echo "| workload | server | wrk requests/s | loadgen requests/s | loadgen/wrk |"
+  echo "| --- | --- | ---: | ---: | ---: |"
+  for c in "${wrk_checks[@]}"; do
+    IFS='|' read -r name _ _ _ <<<"$c"
+    for server in ringcast nginx; do
+      local w l
+      w=$(awk -F'\t' -v n="$name" -v s="$server" '$1 == n && $2 == s && $3 == "wrk" { print $4 }' "$agree" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+      l=$(awk -F'\t' -v n="$name" -v s="$server" '$1 == n && $2 == s && $3 == "loadgen" { print $4 }' "$agree" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
+      printf '| %s | %s | %.0f | %.0f | %s |\n' "$name" "$server" "$w" "$l" "$(ratio "$l" "$w")"
+    done
+  done
+}
+
+if [ "$wrk_check" -eq 1 ]; then
+  echo "bench-vs-nginx: loadgen against wrk on the same workloads" >&2
+  agreement=$(wrk_table)
+fi
+
+report() {
+  echo "Medians of $rounds alternating rounds of ${duration} s per run; server on CPU $server_cpu, loadgen on CPU $load_cpu."
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(lscpu | sed -n 's/^Model name: *//p' | head -1), $cpus CPUs, Linux $(uname -r);"
+  echo "$(nginx -v 2>&1 | sed 's/.*: //'), ringcast $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
+  echo
+  table
+  if [ "$wrk_check" -eq 1 ]; then
+    echo
+    echo "loadgen against wrk on the same workloads (64 connections; wrk -t1 and loadgen each on CPU $load_cpu; medians):"
+    echo
+    echo "$agreement"
+  fi
+}
+report | tee ${out:+"$out"}
