@@ -22,6 +22,8 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct Root {
     dir: OwnedFd,
+    /// The root's canonical path, for the check without `openat2`.
+    path: std::path::PathBuf,
     follow_symlinks: bool,
 }
 
@@ -40,6 +42,7 @@ impl Root {
         let dir = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Root {
             dir,
+            path: path.canonicalize()?,
             follow_symlinks,
         })
     }
@@ -81,9 +84,36 @@ impl Root {
         let flags =
             OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | extra;
         let how = OpenHow::new().flags(flags).resolve(resolve);
-        let fd = openat2(self.dir.as_raw_fd(), relative, how).map_err(file_error)?;
-        // SAFETY: `openat2` just returned this descriptor and nothing else owns it.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        match openat2(self.dir.as_raw_fd(), relative, how) {
+            // SAFETY: `openat2` just returned this descriptor and nothing else owns it.
+            Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+            Err(Errno::ENOSYS) => self.open_checked(relative, flags),
+            Err(errno) => Err(file_error(errno)),
+        }
+    }
+
+    /// For kernels before 5.6 (and valgrind), which lack `openat2`: open
+    /// normally, then ask the kernel where the descriptor really points
+    /// (`/proc/self/fd`) and refuse it if that is outside the root. Checking
+    /// the opened descriptor, not the path, leaves no race to exploit.
+    fn open_checked(&self, relative: &OsStr, flags: OFlag) -> Result<OwnedFd, FileError> {
+        let fd = nix::fcntl::openat(
+            Some(self.dir.as_raw_fd()),
+            relative,
+            flags,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(file_error)?;
+        // SAFETY: `openat` just returned this descriptor and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        if !self.follow_symlinks {
+            let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                .map_err(|_| FileError::Io)?;
+            if !real.starts_with(&self.path) {
+                return Err(FileError::OutsideRoot);
+            }
+        }
+        Ok(fd)
     }
 
     fn open_relative(&self, relative: &[u8]) -> Result<OpenFile, FileError> {
@@ -236,6 +266,24 @@ mod tests {
         assert!(names.contains(&(&b"a.txt"[..], false)));
         assert!(names.contains(&(&b"inside"[..], false)));
         assert!(root.open_dir(&clean(b"/a.txt").unwrap()).is_err());
+    }
+
+    #[test]
+    fn without_openat2_the_opened_descriptor_is_checked() {
+        let dir = fixture();
+        let root = Root::open(dir.path(), false).unwrap();
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        assert!(root.open_checked(OsStr::new("a.txt"), flags).is_ok());
+        assert!(root.open_checked(OsStr::new("inside"), flags).is_ok());
+        assert_eq!(
+            root.open_checked(OsStr::new("outside"), flags).err(),
+            Some(FileError::OutsideRoot)
+        );
+        assert_eq!(
+            root.open_checked(OsStr::new("sub/etc/hostname"), flags)
+                .err(),
+            Some(FileError::OutsideRoot)
+        );
     }
 
     #[test]
