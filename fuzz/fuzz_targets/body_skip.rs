@@ -1,20 +1,60 @@
-//! Any bytes as a chunked body, fed in two pieces: never panics, never
-//! consumes more than it was given.
+//! Any bytes as a request body, framed by Content-Length or chunked: feeding
+//! them whole, in two pieces, or byte by byte gives the same verdict (bytes
+//! consumed, done or not, error or not), and never consumes more than given.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use ringcast::http::body::BodySkipper;
 use ringcast::http::request::BodyFraming;
 
-fuzz_target!(|input: (u8, &[u8])| {
-    let (split, data) = input;
-    let split = usize::from(split).min(data.len());
-    let mut skipper = BodySkipper::new(BodyFraming::Chunked);
-    if let Ok(used) = skipper.skip(&data[..split]) {
-        assert!(used <= split);
-        if used == split {
-            if let Ok(more) = skipper.skip(&data[split..]) {
-                assert!(more <= data.len() - split);
+/// Feeds `pieces` in order; stops at the first error or once done.
+fn run<'a>(framing: BodyFraming, pieces: impl Iterator<Item = &'a [u8]>) -> (usize, bool, bool) {
+    let mut skipper = BodySkipper::new(framing);
+    let mut used = 0;
+    for piece in pieces {
+        match skipper.skip(piece) {
+            Ok(n) => {
+                assert!(n <= piece.len());
+                used += n;
+                if n < piece.len() {
+                    assert!(skipper.is_done(), "stopped early without being done");
+                    break;
+                }
             }
+            Err(_) => return (used, skipper.is_done(), true),
         }
+        if skipper.is_done() {
+            break;
+        }
+    }
+    (used, skipper.is_done(), false)
+}
+
+fuzz_target!(|input: (u16, Option<u16>, &[u8])| {
+    let (split, length, data) = input;
+    let framing = match length {
+        None => BodyFraming::Chunked,
+        Some(0) => BodyFraming::None,
+        Some(n) => BodyFraming::Length(u64::from(n)),
+    };
+    let split = usize::from(split).min(data.len());
+    let whole = run(framing, std::iter::once(data));
+    let two = run(framing, [&data[..split], &data[split..]].into_iter());
+    let bytes = run(framing, data.chunks(1));
+    // An error's position may differ by piece boundaries only in `used`.
+    assert_eq!((whole.1, whole.2), (two.1, two.2));
+    assert_eq!((whole.1, whole.2), (bytes.1, bytes.2));
+    if !whole.2 {
+        assert_eq!(whole.0, two.0);
+        assert_eq!(whole.0, bytes.0);
+    }
+    if let BodyFraming::Length(n) = framing {
+        assert_eq!(
+            whole,
+            (
+                (n as usize).min(data.len()),
+                n as usize <= data.len(),
+                false
+            )
+        );
     }
 });

@@ -197,28 +197,35 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Request<'_>, usize)>, ParseError> {
     if skipped > MAX_REQUEST_LINE {
         return Err(ParseError::RequestLineTooLong);
     }
+    // The skipped lines count towards MAX_HEAD like the head itself: the
+    // connection stops growing its read buffer at MAX_HEAD (conn.rs `fill`), so
+    // "need more bytes" must never be the answer once that much is buffered.
+    let input_len = buf.len();
     let buf = &buf[skipped..];
     let Some(line) = parse_request_line(buf)? else {
+        if input_len >= MAX_HEAD {
+            return Err(ParseError::HeadTooLarge);
+        }
         return Ok(None);
     };
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let header_bytes = &buf[line.len..];
     let (used, fields) = match httparse::parse_headers(header_bytes, &mut fields) {
         Ok(httparse::Status::Complete((used, fields))) => (used, fields),
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+        Ok(httparse::Status::Partial) if input_len >= MAX_HEAD => {
             return Err(ParseError::HeadTooLarge)
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadTooLarge),
-        Err(_) if buf.len() >= MAX_HEAD => return Err(ParseError::HeadTooLarge),
+        Err(_) if input_len >= MAX_HEAD => return Err(ParseError::HeadTooLarge),
         Err(_) => return Err(ParseError::BadHeader),
     };
-    let head_len = line.len + used;
+    let head_len = skipped + line.len + used;
     if head_len > MAX_HEAD {
         return Err(ParseError::HeadTooLarge);
     }
     let request = interpret_fields(line, fields)?;
-    Ok(Some((request, skipped + head_len)))
+    Ok(Some((request, head_len)))
 }
 
 struct RequestLine<'a> {
@@ -515,6 +522,23 @@ mod tests {
         let mut then_get = b"\r\n".repeat(MAX_REQUEST_LINE / 2 - 1);
         then_get.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(ok(&then_get).1, then_get.len());
+        // Fewer empty lines than that still count towards the head limit.
+        let mut padded = b"\r\n".repeat(MAX_REQUEST_LINE / 2);
+        padded.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\nX: ");
+        padded.resize(MAX_HEAD, b'a');
+        assert_eq!(
+            err(&padded),
+            ParseError::HeadTooLarge,
+            "no Ok(None) past MAX_HEAD"
+        );
+        padded.truncate(MAX_REQUEST_LINE + 40);
+        padded.extend_from_slice(&b"a".repeat(MAX_HEAD - MAX_REQUEST_LINE));
+        padded.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(
+            err(&padded),
+            ParseError::HeadTooLarge,
+            "empty lines + head > MAX_HEAD"
+        );
     }
 
     #[test]
