@@ -212,7 +212,7 @@ fn access_log_has_one_combined_line_per_request() {
     let first = lines[0];
     assert!(first.starts_with("127.0.0.1 - - ["), "{first}");
     assert!(
-        first.contains(" +0000] \"GET /small.txt HTTP/1.1\" 200 "),
+        first.contains(" +0000] \"GET /small.txt HTTP/1.1\" 200 26 "),
         "{first}"
     );
     assert!(

@@ -1,21 +1,41 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages, if missing:
 # ffmpeg/ffprobe and curl for the real-client tests, python3 for the
-# conformance suite. Idempotent; needs root (or sudo) only when installing.
+# conformance suite, chromium and Node.js for the browser test
+# (tests/browser.rs), then the browser driver's pinned npm package
+# (tools/browser/package-lock.json: playwright-core, which drives the
+# system chromium and downloads no browser). Idempotent and quiet when
+# everything is there; needs root (or sudo) only when installing packages.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
-if [ "${#need[@]}" -eq 0 ]; then
-  exit 0
+command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+
+if [ "${#need[@]}" -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "install-test-deps: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-echo "install-test-deps: installing ${need[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The browser driver's node_modules, when missing or not the locked version.
+browser=tools/browser
+wanted="$(node -p "require('./$browser/package-lock.json').packages['node_modules/playwright-core'].version")"
+installed="$(node -p "try { require('./$browser/node_modules/playwright-core/package.json').version } catch { '' }")"
+if [ "$wanted" != "$installed" ]; then
+  node_major="$(node -p 'process.versions.node.split(".")[0]')"
+  if [ "$node_major" -lt 20 ]; then
+    echo "install-test-deps: warning: playwright-core $wanted wants Node.js 20 or newer, found $(node --version)" >&2
+  fi
+  echo "install-test-deps: npm ci in $browser (playwright-core $wanted)" >&2
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

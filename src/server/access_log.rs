@@ -1,5 +1,6 @@
-//! `--access-log FILE`: Combined Log Format plus the request time in
-//! microseconds, one buffer per core, written through io_uring.
+//! `--access-log FILE`: Combined Log Format (body bytes as `%b`, `-` for
+//! none) plus the request time in microseconds, one buffer per core, written
+//! through io_uring.
 //!
 //! A request appends a line to its core's buffer (no syscall). The buffer
 //! is handed to an io_uring write when it passes [`FLUSH_AT`] bytes and once a
@@ -67,7 +68,11 @@ impl AccessLog {
             self.now()
         );
         escape_into(&mut buffer, line);
-        let _ = write!(buffer, "\" {} {} \"", status.code(), bytes);
+        // CLF's %b: body bytes, "-" for none.
+        let _ = match bytes {
+            0 => write!(buffer, "\" {} - \"", status.code()),
+            n => write!(buffer, "\" {} {n} \"", status.code()),
+        };
         escape_into(&mut buffer, &field(request.and_then(|r| r.referer)));
         buffer.extend_from_slice(b"\" \"");
         escape_into(&mut buffer, &field(request.and_then(|r| r.user_agent)));

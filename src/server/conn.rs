@@ -325,6 +325,14 @@ async fn list_directory(core: &Core, path: &CleanPath) -> Result<Vec<Entry>, Fil
         .await
 }
 
+/// Length of the header section at the front of `head` (an error's short
+/// text body may follow it in the same buffer).
+fn header_length(head: &[u8]) -> u64 {
+    head.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(head.len(), |at| at + 4) as u64
+}
+
 /// Sends a planned response and records what it cost. Errors that end the
 /// connection come back as `Err`.
 async fn deliver(
@@ -339,11 +347,13 @@ async fn deliver(
     let metrics = &core.metrics;
     metrics.response(status);
     let started = exchange.started;
+    // For the access log, which counts body bytes only (CLF's %b).
+    let head_len = header_length(head);
     let mut transfer = Transfer::new(stream, file, started, core.config.pacing);
     let result = transfer.send(head, body).await;
     // Recorded before anything else can run on this core, so a scrape that
     // follows the client's last byte sees this response counted.
-    metrics.sent(transfer.sent, transfer.body_copied, 0);
+    metrics.sent(transfer.sent, transfer.body_copied, transfer.body_zero_copy);
     let elapsed = started.elapsed();
     metrics.record(&RequestTimes {
         ttfb: transfer.first_byte.unwrap_or(elapsed),
@@ -352,13 +362,8 @@ async fn deliver(
         socket_blocked: transfer.socket_time,
     });
     if let Some(log) = &core.access_log {
-        log.record(
-            exchange.peer,
-            exchange.request,
-            status,
-            transfer.sent,
-            elapsed,
-        );
+        let body_bytes = transfer.sent.saturating_sub(head_len);
+        log.record(exchange.peer, exchange.request, status, body_bytes, elapsed);
     }
     match result {
         Ok(()) => Ok(()),

@@ -31,7 +31,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use lifecycle::{Connections, Drain, Signals};
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Duration;
@@ -250,6 +250,12 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
                 last_error_log = None;
                 core.metrics.accepted();
                 let _ = stream.set_nodelay(true);
+                // glommio always sends with MSG_DONTWAIT; sendfile needs the
+                // socket itself non-blocking so a full buffer is EAGAIN.
+                let _ = nix::fcntl::fcntl(
+                    stream.as_raw_fd(),
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                );
                 let _ = stream.set_write_timeout(Some(limits.send_timeout));
                 let core = core.clone();
                 let slot = core.connections.register();

@@ -23,6 +23,14 @@ use std::time::{Duration, Instant};
 
 /// Bytes gathered before a `send`: the per-connection memory bound.
 pub const CHUNK: usize = 64 * 1024;
+/// Ranges (or what remains of one) at least this long go file -> socket with
+/// `sendfile`, when resident; shorter ones ride in the head's write.
+const ZERO_COPY_MIN: u64 = 32 * 1024;
+/// Bytes per `sendfile` call: bounds the time one call holds the core.
+const SENDFILE_MAX: u64 = 1024 * 1024;
+/// When the socket is full, this much is copied through glommio's write path,
+/// which parks the task until the socket takes bytes again.
+const PARK_SLICE: usize = 4 * 1024;
 /// Smallest paced write: below this, per-write overhead dominates.
 const MIN_PACED_CHUNK: usize = 4 * 1024;
 /// A paced response is sent in pieces of about this much time's worth of bytes.
@@ -65,6 +73,11 @@ pub struct Transfer<'a> {
     pacing: Option<Pacing>,
     /// When the first paced byte went out: the token bucket's origin.
     paced_since: Option<Instant>,
+    /// File bytes that went file -> socket without user memory (sendfile).
+    pub body_zero_copy: u64,
+    /// Whether sendfile may be used: not when paced, and not once the kernel
+    /// lacks `cachestat` (we never sendfile what might block on the disk).
+    zero_copy: bool,
 }
 
 impl<'a> Transfer<'a> {
@@ -82,6 +95,8 @@ impl<'a> Transfer<'a> {
             chunk,
             pacing,
             paced_since: None,
+            body_zero_copy: 0,
+            zero_copy: pacing.is_none(),
             stream,
             file,
             uring_file: None,
@@ -120,8 +135,10 @@ impl<'a> Transfer<'a> {
         self.flush(pending).await
     }
 
-    /// Appends the bytes of `range` to `pending`, sending whenever a chunk's
-    /// worth has gathered. What is left shares a write with what follows.
+    /// Sends the bytes of `range`: resident stretches of at least
+    /// [`ZERO_COPY_MIN`] by `sendfile`, the rest copied into `pending` and sent
+    /// whenever a chunk's worth has gathered. What is left in `pending` shares
+    /// a write with what follows.
     async fn copy_range(
         &mut self,
         range: ByteRange,
@@ -134,25 +151,122 @@ impl<'a> Transfer<'a> {
         let mut offset = range.start;
         let end = range.end + 1;
         while offset < end {
+            if self.zero_copy && end - offset >= ZERO_COPY_MIN {
+                match self.send_resident(fd, offset, end, pending).await? {
+                    ZeroCopy::Sent(n) => {
+                        offset += n;
+                        continue;
+                    }
+                    ZeroCopy::SocketFull => {
+                        // A small copied write parks on POLLOUT until there is room.
+                        offset += self
+                            .copy_chunk(fd, offset, end, PARK_SLICE, pending)
+                            .await?;
+                        self.flush(pending).await?;
+                        continue;
+                    }
+                    ZeroCopy::NotResident => {}
+                }
+            }
             if pending.len() >= self.chunk {
                 self.flush(pending).await?;
             }
-            let want = (end - offset).min((self.chunk - pending.len()) as u64) as usize;
-            let read_started = Instant::now();
-            let read = match read_resident(fd, pending, offset, want) {
-                Ok(Some(n)) => n,
-                Ok(None) => self.read_through_uring(fd, pending, offset, want).await?,
-                Err(e) => return Err(SendError::File(e)),
-            };
-            self.disk_time += read_started.elapsed();
-            if read == 0 {
-                self.flush(pending).await?;
-                return Err(SendError::Truncated);
-            }
-            offset += read as u64;
-            self.body_copied += read as u64;
+            let room = self.chunk - pending.len();
+            offset += self.copy_chunk(fd, offset, end, room, pending).await?;
         }
         Ok(())
+    }
+
+    /// Reads up to `max` bytes at `offset` (before `end`) into `pending`:
+    /// inline when resident, through io_uring when not.
+    async fn copy_chunk(
+        &mut self,
+        fd: RawFd,
+        offset: u64,
+        end: u64,
+        max: usize,
+        pending: &mut Vec<u8>,
+    ) -> Result<u64, SendError> {
+        let want = (end - offset).min(max as u64) as usize;
+        let read_started = Instant::now();
+        let read = match read_resident(fd, pending, offset, want) {
+            Ok(Some(n)) => n,
+            Ok(None) => self.read_through_uring(fd, pending, offset, want).await?,
+            Err(e) => return Err(SendError::File(e)),
+        };
+        self.disk_time += read_started.elapsed();
+        if read == 0 {
+            self.flush(pending).await?;
+            return Err(SendError::Truncated);
+        }
+        self.body_copied += read as u64;
+        Ok(read as u64)
+    }
+
+    /// One `sendfile` of the resident bytes at `offset`, after the queued head
+    /// (sent with MSG_MORE, so head and body leave in the same segment).
+    async fn send_resident(
+        &mut self,
+        fd: RawFd,
+        offset: u64,
+        end: u64,
+        pending: &mut Vec<u8>,
+    ) -> Result<ZeroCopy, SendError> {
+        let len = (end - offset).min(SENDFILE_MAX);
+        match is_resident(fd, offset, len) {
+            Some(true) => {}
+            Some(false) => return Ok(ZeroCopy::NotResident),
+            None => {
+                self.zero_copy = false;
+                return Ok(ZeroCopy::NotResident);
+            }
+        }
+        self.send_corked(pending).await?;
+        let socket = self.stream.as_raw_fd();
+        let mut file_offset = i64::try_from(offset).map_err(|_| SendError::Truncated)?;
+        let started = Instant::now();
+        // SAFETY: plain syscall on descriptors this transfer holds open.
+        let n = unsafe { libc::sendfile(socket, fd, &mut file_offset, len as usize) };
+        let now = Instant::now();
+        self.socket_time += now - started;
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            return match error.raw_os_error() {
+                Some(libc::EAGAIN) => Ok(ZeroCopy::SocketFull),
+                _ => Err(SendError::Socket(error)),
+            };
+        }
+        if n == 0 {
+            return Err(SendError::Truncated);
+        }
+        self.first_byte.get_or_insert(now - self.started);
+        self.sent += n as u64;
+        self.body_zero_copy += n as u64;
+        Ok(ZeroCopy::Sent(n as u64))
+    }
+
+    /// Sends `pending` with MSG_MORE so the kernel holds it for the bytes that
+    /// follow; whatever the socket does not take at once goes through glommio.
+    async fn send_corked(&mut self, pending: &mut Vec<u8>) -> Result<(), SendError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let flags = libc::MSG_MORE | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        // SAFETY: the pointer and length describe `pending`'s initialised bytes.
+        let n = unsafe {
+            libc::send(
+                self.stream.as_raw_fd(),
+                pending.as_ptr().cast(),
+                pending.len(),
+                flags,
+            )
+        };
+        if n > 0 {
+            self.first_byte.get_or_insert(self.started.elapsed());
+            self.sent += n as u64;
+            pending.drain(..n as usize);
+        }
+        self.flush(pending).await
     }
 
     /// The slow path: data not in the page cache. io_uring reads it while the
@@ -218,6 +332,46 @@ impl Transfer<'_> {
     }
 }
 
+/// What one zero-copy attempt did.
+enum ZeroCopy {
+    Sent(u64),
+    /// The socket's buffer is full: park, then try again.
+    SocketFull,
+    /// Not (all) in the page cache: take the copy path, which reads it
+    /// through io_uring without blocking the core.
+    NotResident,
+}
+
+/// Whether `[offset, offset + len)` of the file is entirely in the page cache,
+/// by `cachestat(2)` (Linux 6.5); `None` if the kernel cannot tell.
+fn is_resident(fd: RawFd, offset: u64, len: u64) -> Option<bool> {
+    #[repr(C)]
+    struct CachestatRange {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Cachestat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    const SYS_CACHESTAT: libc::c_long = 451;
+    const PAGE: u64 = 4096;
+    let range = CachestatRange { off: offset, len };
+    let mut stat = Cachestat::default();
+    // SAFETY: both structs match the kernel's layout and outlive the call.
+    let rc = unsafe { libc::syscall(SYS_CACHESTAT, fd, &range, &mut stat, 0) };
+    if rc != 0 {
+        return None;
+    }
+    let pages = (offset + len).div_ceil(PAGE) - offset / PAGE;
+    Some(stat.nr_cache >= pages)
+}
+
 /// Reads up to `want` bytes at `offset` into `buf`'s spare capacity if the
 /// page cache holds them: `Ok(None)` means "not resident, would block".
 /// `Ok(Some(0))` is end of file.
@@ -253,6 +407,22 @@ fn read_resident(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cachestat_sees_a_file_just_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 64 * 1024]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        match is_resident(file.as_raw_fd(), 0, 64 * 1024) {
+            Some(resident) => {
+                assert!(resident);
+                // Pages past the end of the file are never resident.
+                assert_eq!(is_resident(file.as_raw_fd(), 0, 1 << 30), Some(false));
+            }
+            None => eprintln!("kernel without cachestat: zero-copy stays off"),
+        }
+    }
 
     #[test]
     fn resident_reads_append_and_report_end_of_file() {

@@ -1,0 +1,596 @@
+//! A real browser against the built-in player page: headless Chromium (Debian's
+//! `chromium`, driven by `tools/browser/play-seek.mjs` through playwright-core)
+//! loads ringcast's `--index` page, plays an H.264/AAC MP4 and a VP9/Opus
+//! WebM clip from it, seeks each to the middle, and reports the playback state
+//! and every media request it sent.
+//!
+//! The driver puts the phase it is in (`load`, then `seek-0`, `seek-1`, one
+//! per clip) into Chromium's User-Agent, and ringcast's access log records
+//! the User-Agent, so the log tells which responses served each seek. The
+//! test asserts, per clip: playback advances from the middle after the seek
+//! without a media error; the seek made Chromium send a Range request from
+//! the middle of the file that ringcast answered 206; and the access log has
+//! the matching 206 lines, tagged with that seek's phase.
+//!
+//! The clips are 60 s of noisy video at 2-3 Mbit/s (about 20 MB each). When
+//! the seek happens Chromium has buffered the first 15-17 s, so the middle
+//! (30 s) is never in its buffer and must be fetched with a new request.
+//!
+//! Run `tools/install-test-deps.sh` first (it installs chromium, ffmpeg and
+//! the driver's npm package); without them the test is skipped, or fails
+//! under `RINGCAST_REQUIRE_TOOLS`.
+
+mod common;
+
+use common::{have_tool, Server};
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Each clip is a short encoded segment repeated (stream copy, no re-encoding)
+/// to `SEGMENT_SECONDS * LOOPS` seconds, which keeps generation under a second.
+const SEGMENT_SECONDS: u32 = 4;
+const LOOPS: u32 = 15;
+const CLIP_SECONDS: f64 = (SEGMENT_SECONDS * LOOPS) as f64;
+/// The driver's own watchdog: it closes Chromium and exits after this long.
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(40);
+/// Every external command (ffmpeg, ffprobe) is killed after this long.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(20);
+/// The whole test, clip generation included.
+const TEST_BUDGET: Duration = Duration::from_secs(60);
+
+/// The clips, in the order the index page lists them (by name).
+const CLIPS: [(&str, &[&str]); 2] = [
+    (
+        "h264.mp4",
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-b:v",
+            "2M",
+            "-c:a",
+            "aac",
+        ],
+    ),
+    (
+        "vp9.webm",
+        &[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-g",
+            "50",
+            "-b:v",
+            "2M",
+            "-c:a",
+            "libopus",
+        ],
+    ),
+];
+
+#[test]
+fn chromium_plays_and_seeks_both_clips_of_the_index_page() {
+    let started = Instant::now();
+    if !have_tool("ffmpeg") || !have_tool("ffprobe") || !have_tool("node") || !have_tool("chromium")
+    {
+        return;
+    }
+    let driver_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/browser");
+    if !driver_dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        assert!(
+            std::env::var_os("RINGCAST_REQUIRE_TOOLS").is_none(),
+            "playwright-core is not installed in tools/browser (run tools/install-test-deps.sh)"
+        );
+        eprintln!("skipping: tools/browser/node_modules is missing (tools/install-test-deps.sh installs it)");
+        return;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let clips = make_clips(dir.path(), &root);
+    let log_path = dir.path().join("access.log");
+    let mut server = Server::start(
+        &root,
+        &[
+            "--index",
+            "--access-log",
+            log_path.to_str().unwrap(),
+            "--drain-timeout",
+            "2s",
+        ],
+    );
+
+    let report = run_driver(&driver_dir, &server.url("/"));
+
+    // SIGTERM: the server drains, flushes the access log and exits.
+    unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "ringcast did not exit cleanly on SIGTERM; stderr: {:?}",
+        server.log_lines()
+    );
+    let log = parse_access_log(&std::fs::read_to_string(&log_path).unwrap());
+
+    // The page is the real index page, with its script-free policy.
+    let page = &report["page"];
+    assert_eq!(page["status"], 200, "index page: {page}");
+    let policy = page["content_security_policy"].as_str().unwrap_or("");
+    assert!(
+        policy.contains("default-src 'none'") && policy.contains("media-src 'self'"),
+        "index page policy: {policy:?}"
+    );
+    let videos = report["videos"].as_array().expect("videos in report");
+    let sources: Vec<&str> = videos.iter().map(|v| v["src"].as_str().unwrap()).collect();
+    let expected: Vec<String> = clips.iter().map(|c| format!("/{}", c.name)).collect();
+    assert_eq!(sources, expected, "the page's <video> elements");
+
+    let requests = report["requests"].as_array().expect("requests in report");
+    let media_lines: Vec<&LogLine> = log.iter().filter(|l| expected.contains(&l.path)).collect();
+    // Chromium sends Range on every media request, so a 200 means a Range was ignored.
+    for line in &media_lines {
+        assert!(
+            line.status == 206 || line.status == 304,
+            "media answered {} (Chromium always sends Range): {line:?}",
+            line.status
+        );
+    }
+    for request in requests {
+        assert!(
+            request["status"].is_null() || request["status"] == 206,
+            "media request answered without 206: {request}"
+        );
+    }
+
+    for (i, (video, clip)) in videos.iter().zip(&clips).enumerate() {
+        check_clip(i, video, clip, requests, &log);
+    }
+    eprintln!(
+        "browser test: driver {} ms, whole test {} ms",
+        report["elapsed_ms"],
+        started.elapsed().as_millis()
+    );
+    assert!(
+        started.elapsed() < TEST_BUDGET,
+        "took {:?}, over the {TEST_BUDGET:?} budget",
+        started.elapsed()
+    );
+}
+
+/// Checks one clip's playback, its seek requests, and the access log lines for them.
+fn check_clip(i: usize, video: &Value, clip: &Clip, requests: &[Value], log: &[LogLine]) {
+    let src = format!("/{}", clip.name);
+    let ctx = format!("{src}: {video}");
+
+    // It played from the start.
+    let before = &video["before_seek"];
+    assert!(before["play_error"].is_null(), "play() failed: {ctx}");
+    assert!(
+        before["error"].is_null(),
+        "media error before the seek: {ctx}"
+    );
+    assert!(
+        before["current_time"].as_f64().unwrap() > 0.0 && before["paused"] == false,
+        "not playing before the seek: {ctx}"
+    );
+    let duration = video["duration"].as_f64().unwrap();
+    assert!(
+        (duration - CLIP_SECONDS).abs() < 1.0,
+        "duration {duration}, expected about {CLIP_SECONDS}: {ctx}"
+    );
+
+    // It seeked to the middle and plays on from there.
+    let middle = duration / 2.0;
+    assert_eq!(video["seeked"], true, "no `seeked` event: {ctx}");
+    assert!(
+        video["error"].is_null(),
+        "media error after the seek: {ctx}"
+    );
+    let at_seeked = video["at_seeked"]["t"].as_f64().unwrap();
+    assert!(
+        at_seeked >= middle - 0.25 && at_seeked <= middle + 2.0,
+        "position {at_seeked} at `seeked`, expected just after {middle}: {ctx}"
+    );
+    let now = video["current_time"].as_f64().unwrap();
+    assert!(
+        now >= at_seeked + 0.5 && now <= middle + 3.0,
+        "position {now} a second after `seeked` at {at_seeked}: not advancing from the middle: {ctx}"
+    );
+    assert_eq!(video["paused"], false, "paused after the seek: {ctx}");
+    assert!(
+        video["ready_state"].as_u64().unwrap() >= 3,
+        "readyState below HAVE_FUTURE_DATA after the seek: {ctx}"
+    );
+
+    // The browser's view: the seek sent a Range request into the middle of the
+    // file, covering the keyframe the decoder restarts from, answered 206.
+    let phase = video["phase"].as_str().unwrap().to_string();
+    assert_eq!(phase, format!("seek-{i}"));
+    let seek_requests: Vec<&Value> = requests
+        .iter()
+        .filter(|r| r["path"] == src.as_str() && r["phase"] == phase.as_str())
+        .collect();
+    let summary = format!("{src} requests during {phase}: {seek_requests:?}");
+    assert!(
+        !seek_requests.is_empty(),
+        "the seek sent no request: {summary}"
+    );
+    // Keyframes the decoder may restart from: the one before the middle, or
+    // one a little earlier (WebM seeks start before the target for audio preroll).
+    let near_middle: Vec<u64> = clip
+        .keyframes
+        .iter()
+        .filter(|(pts, _)| *pts >= middle - 3.0 && *pts <= middle + 0.5)
+        .map(|(_, pos)| *pos)
+        .collect();
+    assert!(
+        !near_middle.is_empty(),
+        "no keyframe near {middle}s in {src}"
+    );
+    let covers_middle = seek_requests.iter().any(|r| {
+        let Some((start, end)) = r["range"].as_str().and_then(parse_range) else {
+            return false;
+        };
+        let end = end.unwrap_or(clip.size - 1);
+        r["status"] == 206
+            && start >= clip.size / 4
+            && near_middle.iter().any(|pos| (start..=end).contains(pos))
+    });
+    assert!(
+        covers_middle,
+        "no 206 for a Range from the middle (keyframes near {middle}s at bytes {near_middle:?} of {}): {summary}",
+        clip.size
+    );
+
+    // The server's view: the access log has 206 lines for the file sent with
+    // this seek's User-Agent, one of them with real media data.
+    let tag = format!("ringcast-phase/{phase}");
+    let lines: Vec<&LogLine> = log
+        .iter()
+        .filter(|l| l.path == src && l.user_agent.ends_with(&tag))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.status == 206 && l.bytes >= 256 * 1024),
+        "access log has no 206 with media data for {src} during {phase}: {lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| l.status == 206 || l.status == 304),
+        "access log has other statuses for {src} during {phase}: {lines:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures
+
+struct Clip {
+    name: &'static str,
+    size: u64,
+    /// (pts in seconds, byte offset) of every video keyframe, per ffprobe.
+    keyframes: Vec<(f64, u64)>,
+}
+
+/// Encodes a noisy `SEGMENT_SECONDS` segment per codec (both at once), then
+/// repeats each into `root` with stream copy.
+fn make_clips(scratch: &Path, root: &Path) -> Vec<Clip> {
+    let segment_seconds = SEGMENT_SECONDS.to_string();
+    let encoders: Vec<(PathBuf, Child)> = CLIPS
+        .iter()
+        .map(|(name, codec)| {
+            let segment = scratch.join(format!("segment-{name}"));
+            let mut command = Command::new("ffmpeg");
+            command
+                .stdin(Stdio::null())
+                .args(["-nostdin", "-y", "-v", "error"])
+                .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+                .args(["-f", "lavfi", "-i", "sine"])
+                .args(["-t", &segment_seconds])
+                // Noise keeps the bitrate up, so Chromium cannot buffer to the middle.
+                .args(["-vf", "noise=alls=60:allf=t"])
+                .args(*codec)
+                .arg(&segment);
+            (segment, spawn_captured(&mut command))
+        })
+        .collect();
+    let segments: Vec<PathBuf> = encoders
+        .into_iter()
+        .map(|(segment, child)| {
+            finish_ok(child, "ffmpeg (segment)");
+            segment
+        })
+        .collect();
+    CLIPS
+        .iter()
+        .zip(segments)
+        .map(|((name, _), segment)| {
+            let out = root.join(name);
+            let loops = (LOOPS - 1).to_string();
+            let mut command = Command::new("ffmpeg");
+            command
+                .stdin(Stdio::null())
+                .args([
+                    "-nostdin",
+                    "-y",
+                    "-v",
+                    "error",
+                    "-stream_loop",
+                    &loops,
+                    "-i",
+                ])
+                .arg(&segment)
+                .args(["-c", "copy"])
+                .arg(&out);
+            finish_ok(spawn_captured(&mut command), "ffmpeg (loop)");
+            let size = std::fs::metadata(&out).unwrap().len();
+            let keyframes = keyframes(&out);
+            Clip {
+                name,
+                size,
+                keyframes,
+            }
+        })
+        .collect()
+}
+
+/// (pts in seconds, byte offset) of every video keyframe of `path`, per ffprobe.
+fn keyframes(path: &Path) -> Vec<(f64, u64)> {
+    let mut command = Command::new("ffprobe");
+    command
+        .stdin(Stdio::null())
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "packet=pts_time,pos,flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path);
+    let out = finish_ok(spawn_captured(&mut command), "ffprobe");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let keyframes: Vec<(f64, u64)> = text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',');
+            let pts: f64 = fields.next()?.parse().ok()?;
+            let pos: u64 = fields.next()?.parse().ok()?;
+            let flags = fields.next()?;
+            flags.starts_with('K').then_some((pts, pos))
+        })
+        .collect();
+    assert!(
+        keyframes.len() > 2,
+        "keyframes of {}: {text}",
+        path.display()
+    );
+    keyframes
+}
+
+/// `bytes=a-b` or `bytes=a-` as (a, b).
+fn parse_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let (start, end) = value.strip_prefix("bytes=")?.split_once('-')?;
+    let end = if end.is_empty() {
+        None
+    } else {
+        Some(end.parse().ok()?)
+    };
+    Some((start.parse().ok()?, end))
+}
+
+// ---------------------------------------------------------------------------
+// The access log
+
+#[derive(Debug)]
+struct LogLine {
+    path: String,
+    status: u16,
+    bytes: u64,
+    user_agent: String,
+}
+
+/// Combined Log Format: `IP - - [time] "GET /p HTTP/1.1" status bytes "referer" "agent" micros`.
+/// ringcast escapes quotes inside fields, so splitting on `"` is exact.
+fn parse_access_log(text: &str) -> Vec<LogLine> {
+    text.lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('"').collect();
+            assert!(fields.len() >= 7, "access log line {line:?}");
+            let mut numbers = fields[2].split_whitespace();
+            LogLine {
+                path: fields[1].split(' ').nth(1).unwrap_or("").to_string(),
+                status: numbers.next().unwrap().parse().unwrap(),
+                bytes: numbers.next().unwrap().parse().unwrap(),
+                user_agent: fields[5].to_string(),
+            }
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Running the driver and tools, bounded
+
+/// Runs the driver against `url` and returns its JSON report. Chromium and
+/// node are killed if anything goes wrong (see [`Driver`]).
+fn run_driver(driver_dir: &Path, url: &str) -> Value {
+    let mut command = Command::new("node");
+    command
+        .arg(driver_dir.join("play-seek.mjs"))
+        .arg(url)
+        .args(["--timeout-ms", &DRIVER_TIMEOUT.as_millis().to_string()])
+        .current_dir(driver_dir)
+        .stdin(Stdio::piped());
+    let child = spawn_captured(&mut command);
+    let mut driver = Driver {
+        stdin: None,
+        child: Some(child),
+    };
+    // The driver exits when its stdin closes: if this process dies, so does Chromium.
+    driver.stdin = driver.child.as_mut().unwrap().stdin.take();
+    let child = driver.child.as_mut().unwrap();
+    let (stdout, stderr) = drain_output(child);
+    let deadline = Instant::now() + DRIVER_TIMEOUT + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if status.is_none() {
+        drop(driver); // kills node and Chromium
+        panic!(
+            "the browser driver did not finish within {DRIVER_TIMEOUT:?}:\n{}",
+            stderr.join().unwrap()
+        );
+    }
+    let status = status.unwrap();
+    driver.child = None;
+    let stdout = stdout.join().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert!(
+        status.success(),
+        "the browser driver failed with {status}:\n{stderr}"
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("driver report is not JSON ({e}): {stdout}\n{stderr}"))
+}
+
+/// The node process running the driver. Dropped while it still runs (a
+/// timeout, a panic), it is asked to close Chromium (SIGTERM), then node and
+/// every process it started are killed.
+struct Driver {
+    stdin: Option<ChildStdin>,
+    child: Option<Child>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        let pid = child.id() as i32;
+        let family = descendants(pid);
+        self.stdin = None;
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let grace = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < grace && matches!(child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        for pid in family {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Every process below `pid`, from `/proc` (Chromium runs in its own process group).
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut parents: Vec<(i32, i32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(after_name) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
+            continue;
+        };
+        if let Some(parent) = after_name
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+        {
+            parents.push((child, parent));
+        }
+    }
+    let mut found = vec![pid];
+    let mut at = 0;
+    while at < found.len() {
+        let parent = found[at];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        at += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Spawns with stdout and stderr piped.
+fn spawn_captured(command: &mut Command) -> Child {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+}
+
+type Reader = std::thread::JoinHandle<String>;
+
+/// Reads a child's stdout and stderr on threads, so it never blocks on a full pipe.
+fn drain_output(child: &mut Child) -> (Reader, Reader) {
+    fn reader(mut pipe: impl Read + Send + 'static) -> Reader {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    }
+    (
+        reader(child.stdout.take().unwrap()),
+        reader(child.stderr.take().unwrap()),
+    )
+}
+
+/// Waits up to `TOOL_TIMEOUT` for a tool and fails the test, showing its
+/// stderr, unless it exits 0.
+fn finish_ok(mut child: Child, what: &str) -> Output {
+    let (stdout, stderr) = drain_output(&mut child);
+    let deadline = Instant::now() + TOOL_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {TOOL_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert!(status.success(), "{what} failed with {status}:\n{stderr}");
+    Output {
+        status,
+        stdout: stdout.into_bytes(),
+        stderr: stderr.into_bytes(),
+    }
+}
