@@ -412,7 +412,11 @@ fn parse_access_log(text: &str) -> Vec<LogLine> {
             LogLine {
                 path: fields[1].split(' ').nth(1).unwrap_or("").to_string(),
                 status: numbers.next().unwrap().parse().unwrap(),
-                bytes: numbers.next().unwrap().parse().unwrap(),
+                // CLF's %b: "-" when no body was sent (a 304).
+                bytes: match numbers.next().unwrap() {
+                    "-" => 0,
+                    n => n.parse().unwrap(),
+                },
                 user_agent: fields[5].to_string(),
             }
         })

@@ -387,6 +387,8 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
         .count();
     assert!((1..=3).contains(&complaints), "{complaints} log lines");
     // An accepted connection asking for a file while no descriptor is free gets 503 or its file.
+    // Shown if the test fails: what the server said while out of descriptors.
+    eprintln!("server log so far: {:?}", server.log_lines());
     let first = &mut held[0];
     first
         .write_all(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
