@@ -254,7 +254,7 @@ impl Config {
 }
 
 /// The CPUs this process may run on.
-fn online_cpus() -> Vec<usize> {
+pub fn online_cpus() -> Vec<usize> {
     let mut cpus: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()
@@ -294,6 +294,12 @@ struct CpuList(Vec<usize>);
 
 /// Parses `0,2-3` into `[0, 2, 3]`, checking each CPU is one we may run on.
 fn parse_cpu_list(value: &str) -> Result<CpuList, String> {
+    parse_cpu_set(value).map(CpuList)
+}
+
+/// `0,2-3` -> `[0, 2, 3]`: sorted, no duplicates, each a CPU this process may
+/// run on. Shared with the load generator's `--cpus`.
+pub fn parse_cpu_set(value: &str) -> Result<Vec<usize>, String> {
     let cpus = expand_cpu_list(value)?;
     let online = online_cpus();
     if let Some(cpu) = cpus.iter().find(|cpu| !online.contains(cpu)) {
@@ -301,7 +307,7 @@ fn parse_cpu_list(value: &str) -> Result<CpuList, String> {
             "CPU {cpu} is not available (available: {online:?})"
         ));
     }
-    Ok(CpuList(cpus))
+    Ok(cpus)
 }
 
 /// The syntax half of [`parse_cpu_list`]: ranges and singles, no duplicates.

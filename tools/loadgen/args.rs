@@ -227,50 +227,9 @@ pub fn parse_url(value: &str) -> Result<Url, String> {
     })
 }
 
-/// The CPUs this process may run on, ascending.
-pub fn online_cpus() -> Vec<usize> {
-    let mut cpus: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|core| core.id)
-        .collect();
-    if cpus.is_empty() {
-        cpus.push(0);
-    }
-    cpus.sort_unstable();
-    cpus
-}
-
-/// `0,2-3` -> `[0, 2, 3]`, each a CPU we may run on.
+/// `0,2-3` -> `[0, 2, 3]`, each a CPU we may run on (the server's own parser).
 pub fn parse_cpu_list(value: &str) -> Result<CpuList, String> {
-    /// More CPUs than any machine we would run on; bounds `0-999999999`.
-    const MAX_CPU: usize = 4096;
-    let number = |s: &str| -> Result<usize, String> {
-        match s.trim().parse::<usize>() {
-            Ok(n) if n < MAX_CPU => Ok(n),
-            _ => Err(format!("{s:?} is not a CPU number")),
-        }
-    };
-    let mut cpus = Vec::new();
-    for item in value.split(',') {
-        let (first, last) = match item.split_once('-') {
-            Some((a, b)) => (number(a)?, number(b)?),
-            None => (number(item)?, number(item)?),
-        };
-        if first > last {
-            return Err(format!("{item:?} is a backwards range"));
-        }
-        cpus.extend(first..=last);
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    let online = online_cpus();
-    if let Some(cpu) = cpus.iter().find(|cpu| !online.contains(cpu)) {
-        return Err(format!(
-            "CPU {cpu} is not available (available: {online:?})"
-        ));
-    }
-    Ok(CpuList(cpus))
+    ringcast::config::parse_cpu_set(value).map(CpuList)
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! One run: probe the target, start one pinned load thread per CPU with its
 //! share of the connections, show progress, merge the threads' stats.
 
-use crate::args::{online_cpus, Args};
+use crate::args::Args;
 use crate::conn::{run_core, Run};
 use crate::report::Summary;
 use crate::response::{parse_head, ContentRange, Framing};
 use crate::stats::Stats;
 use crate::workload::Shape;
+use ringcast::config::online_cpus;
 use std::io::{IsTerminal, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
