@@ -75,16 +75,18 @@ pub async fn answer_snapshots(link: CoreLink, snapshot: impl Fn() -> Snapshot) {
     }
 }
 
-/// Starts the admin thread. `listener` is the bound `--admin` socket, if any.
+/// Starts the admin thread. `listener` is the bound `--admin` socket, if any;
+/// `final_metrics` brings the cores' last metrics once they have stopped.
 pub fn spawn(
     observe: Observe,
     links: Vec<AdminLink>,
     listener: Option<std::net::TcpListener>,
     signals: Signals,
+    final_metrics: std::sync::mpsc::Receiver<Snapshot>,
 ) -> std::io::Result<glommio::ExecutorJoinHandle<()>> {
     LocalExecutorBuilder::new(Placement::Unbound)
         .name("ringcast-admin")
-        .spawn(move || run(observe, links, listener, signals))
+        .spawn(move || run(observe, links, listener, signals, final_metrics))
         .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
@@ -119,6 +121,7 @@ async fn run(
     links: Vec<AdminLink>,
     listener: Option<std::net::TcpListener>,
     signals: Signals,
+    final_metrics: std::sync::mpsc::Receiver<Snapshot>,
 ) {
     let mut cores = Vec::with_capacity(links.len());
     for link in links {
@@ -179,23 +182,38 @@ async fn run(
             if Instant::now() >= log_due {
                 let (_, merged) = collector.collect().await;
                 let since_base = (log_due - log_interval).duration_since(log_origin);
-                for (index, (name, _, histogram)) in
-                    merged.histograms.named().into_iter().enumerate()
-                {
-                    let mut delta = histogram.clone();
-                    let _ = delta.subtract(log_previous.histograms.named()[index].2);
-                    let tag = Tag::new(name);
-                    if let Err(e) = writer.write_histogram(&delta, since_base, log_interval, tag) {
-                        eprintln!("ringcast: latency log write failed: {e:?}");
-                    }
-                }
+                write_interval(writer, &merged, &log_previous, since_base, log_interval);
                 log_previous = merged;
                 log_due += log_interval;
             }
         }
     }
+    // The cores are gone; their final metrics close the last, partial interval.
+    if let (Some(writer), Ok(last)) = (writer.as_mut(), final_metrics.try_recv()) {
+        let start = log_due - log_interval;
+        let since_base = start.duration_since(log_origin);
+        write_interval(writer, &last, &log_previous, since_base, start.elapsed());
+    }
     if let Some(file) = log.as_mut() {
         let _ = file.flush();
+    }
+}
+
+/// Writes one interval of every histogram: `now` minus `previous`, tagged.
+fn write_interval<W: Write, S: hdrhistogram::serialization::Serializer>(
+    writer: &mut hdrhistogram::serialization::interval_log::IntervalLogWriter<'_, '_, W, S>,
+    now: &Snapshot,
+    previous: &Snapshot,
+    since_base: Duration,
+    length: Duration,
+) {
+    let before = previous.histograms.named();
+    for (index, (name, _, histogram)) in now.histograms.named().into_iter().enumerate() {
+        let mut delta = histogram.clone();
+        let _ = delta.subtract(before[index].2);
+        if let Err(e) = writer.write_histogram(&delta, since_base, length, Tag::new(name)) {
+            eprintln!("ringcast: latency log write failed: {e:?}");
+        }
     }
 }
 

@@ -129,11 +129,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         admin_addr.map_or(String::new(), |a| format!(", admin on http://{a}/metrics"))
     );
     let (core_links, admin_links) = admin::links(config.cpus.len());
+    let (final_tx, final_rx) = std::sync::mpsc::channel();
     let admin = admin::spawn(
         config.observe.clone(),
         admin_links,
         admin_listener,
         signals.clone(),
+        final_rx,
     )
     .map_err(ServerError::Observe)?;
     let mut executors = Vec::with_capacity(config.cpus.len());
@@ -153,10 +155,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             .map_err(|e| ServerError::Executor(cpu, e.to_string()))?;
         finals.extend(last);
     }
+    let merged = metrics::merge(&finals);
+    let _ = final_tx.send(merged.clone());
     signals.finish();
     let _ = admin.join();
     if config.observe.metrics {
-        eprint!("{}", admin::percentile_tables(&metrics::merge(&finals)));
+        eprint!("{}", admin::percentile_tables(&merged));
     }
     Ok(())
 }
