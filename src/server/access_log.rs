@@ -60,7 +60,6 @@ impl AccessLog {
     ) {
         let mut buffer = self.buffer.borrow_mut();
         let line = request.map_or(&b"-"[..], |r| r.line);
-        let field = |value: Option<&[u8]>| value.unwrap_or(b"-").to_vec();
         let _ = write!(
             buffer,
             "{} - - {} \"",
@@ -73,9 +72,12 @@ impl AccessLog {
             0 => write!(buffer, "\" {} - \"", status.code()),
             n => write!(buffer, "\" {} {n} \"", status.code()),
         };
-        escape_into(&mut buffer, &field(request.and_then(|r| r.referer)));
+        escape_into(&mut buffer, request.and_then(|r| r.referer).unwrap_or(b"-"));
         buffer.extend_from_slice(b"\" \"");
-        escape_into(&mut buffer, &field(request.and_then(|r| r.user_agent)));
+        escape_into(
+            &mut buffer,
+            request.and_then(|r| r.user_agent).unwrap_or(b"-"),
+        );
         let _ = writeln!(buffer, "\" {}", elapsed.as_micros());
         if buffer.len() >= FLUSH_AT {
             drop(buffer);

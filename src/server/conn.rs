@@ -347,8 +347,9 @@ async fn deliver(
     let metrics = &core.metrics;
     metrics.response(status);
     let started = exchange.started;
-    // For the access log, which counts body bytes only (CLF's %b).
-    let head_len = header_length(head);
+    // For the access log, which counts body bytes only (CLF's %b); the scan
+    // is skipped when there is no log.
+    let head_len = core.access_log.as_ref().map(|_| header_length(head));
     let mut transfer = Transfer::new(stream, file, started, core.config.pacing);
     let result = transfer.send(head, body).await;
     // Recorded before anything else can run on this core, so a scrape that
@@ -361,7 +362,7 @@ async fn deliver(
         disk_wait: (!matches!(body, Body::None)).then_some(transfer.disk_time),
         socket_blocked: transfer.socket_time,
     });
-    if let Some(log) = &core.access_log {
+    if let (Some(log), Some(head_len)) = (&core.access_log, head_len) {
         let body_bytes = transfer.sent.saturating_sub(head_len);
         log.record(exchange.peer, exchange.request, status, body_bytes, elapsed);
     }

@@ -81,14 +81,7 @@ pub fn run(args: &Args) -> Result<String, String> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
-    let mut request_head = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\n",
-        args.url.path, args.url.host
-    );
-    for header in &args.headers {
-        request_head.push_str(header);
-        request_head.push_str("\r\n");
-    }
+    let request_head = request_head(args);
     let start = Instant::now() + STARTUP;
     let deadline = start + args.duration;
     let run = Arc::new(Run {
@@ -227,14 +220,7 @@ pub fn probe(args: &Args) -> Result<Probe, String> {
     stream
         .set_write_timeout(Some(args.timeout))
         .map_err(|e| e.to_string())?;
-    let mut request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\n",
-        args.url.path, args.url.host
-    );
-    for header in &args.headers {
-        request.push_str(header);
-        request.push_str("\r\n");
-    }
+    let mut request = request_head(args);
     request.push_str("Range: bytes=0-0\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
@@ -281,6 +267,20 @@ fn probe_result(
         (206 | 416, _, _) => Err(format!("status {status} without a usable Content-Range")),
         _ => Err(format!("status {status}")),
     }
+}
+
+/// The request line, Host and the user's extra headers, each with its CRLF;
+/// the caller adds Range and the blank line.
+fn request_head(args: &Args) -> String {
+    let mut head = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\n",
+        args.url.path, args.url.host
+    );
+    for header in &args.headers {
+        head.push_str(header);
+        head.push_str("\r\n");
+    }
+    head
 }
 
 #[cfg(test)]
