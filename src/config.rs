@@ -29,6 +29,39 @@ pub struct Config {
     pub policy: Policy,
     /// Per-response bandwidth limit.
     pub pacing: Option<Pacing>,
+    /// How file bytes reach the socket: through the page cache or O_DIRECT.
+    pub io: Io,
+}
+
+/// `--io`: where file bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// Through the page cache: resident bytes go file -> socket by
+    /// `sendfile`, cold ones are read by io_uring without blocking the core.
+    Buffered,
+    /// O_DIRECT reads through io_uring into aligned per-core buffers, with
+    /// read-ahead: for libraries much larger than RAM, where the page cache
+    /// only thrashes.
+    Direct(DirectIo),
+}
+
+/// The shape of `--io direct` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectIo {
+    /// Bytes per read (a power of two, at least 4 KiB).
+    pub read_size: usize,
+    /// Reads kept in flight ahead of the socket, per response.
+    pub read_ahead: usize,
+    /// Read buffers one core may hold at once, across all its responses:
+    /// beyond it, responses get less read-ahead (never less than one read).
+    pub buffers_per_core: usize,
+}
+
+/// The `--io` flag's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IoFlag {
+    Buffered,
+    Direct,
 }
 
 /// `--limit-rate` with `--limit-rate-after`, as nginx's `limit_rate` and
@@ -186,6 +219,26 @@ struct Flags {
         requires = "limit_rate"
     )]
     limit_rate_after: u64,
+
+    /// How files are read. `buffered`: through the page cache, resident
+    /// bytes sent with sendfile (best when the hot set fits in RAM).
+    /// `direct`: O_DIRECT reads with read-ahead, bypassing the page cache
+    /// (for libraries much larger than RAM, mostly long sequential streams).
+    #[arg(long, value_enum, default_value = "buffered")]
+    io: IoFlag,
+
+    /// With --io direct: bytes per disk read (a power of two, 4096..=16777216).
+    #[arg(long, value_name = "BYTES", default_value_t = 512 * 1024, value_parser = parse_read_size)]
+    direct_read_size: usize,
+
+    /// With --io direct: reads kept in flight ahead of each response's socket.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    direct_read_ahead: u16,
+
+    /// With --io direct: memory for read buffers per core, shared by its
+    /// responses; when it runs short, responses read with less read-ahead.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
+    direct_memory: u64,
 }
 
 impl Config {
@@ -249,6 +302,18 @@ impl Config {
                 bytes_per_sec,
                 after: flags.limit_rate_after,
             }),
+            io: match flags.io {
+                IoFlag::Buffered => Io::Buffered,
+                IoFlag::Direct => Io::Direct(DirectIo {
+                    read_size: flags.direct_read_size,
+                    read_ahead: usize::from(flags.direct_read_ahead),
+                    buffers_per_core: usize::try_from(
+                        flags.direct_memory / flags.direct_read_size as u64,
+                    )
+                    .unwrap_or(usize::MAX)
+                    .max(1),
+                }),
+            },
         })
     }
 }
@@ -273,6 +338,21 @@ fn parse_root(value: &str) -> Result<PathBuf, String> {
         return Err(format!("{value:?} is not a directory"));
     }
     Ok(path)
+}
+
+/// A read size for `--io direct`: a power of two between 4 KiB and 16 MiB,
+/// so every read is aligned for O_DIRECT.
+fn parse_read_size(value: &str) -> Result<usize, String> {
+    let size: usize = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number of bytes"))?;
+    if !size.is_power_of_two() || !(4096..=16 << 20).contains(&size) {
+        return Err(format!(
+            "{value:?} must be a power of two from 4096 to 16777216"
+        ));
+    }
+    Ok(size)
 }
 
 /// `500ms`, `2s`, `1m`, `1h 30m` (humantime), or a bare number of seconds.
@@ -405,6 +485,32 @@ mod tests {
     }
 
     #[test]
+    fn io_modes() {
+        let config = Config::try_from_iter(["ringcast"]).unwrap();
+        assert_eq!(config.io, Io::Buffered);
+        let config = Config::try_from_iter([
+            "ringcast",
+            "--io",
+            "direct",
+            "--direct-read-size",
+            "262144",
+            "--direct-read-ahead",
+            "8",
+            "--direct-memory",
+            "16777216",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.io,
+            Io::Direct(DirectIo {
+                read_size: 256 * 1024,
+                read_ahead: 8,
+                buffers_per_core: 64,
+            })
+        );
+    }
+
+    #[test]
     fn cpu_lists() {
         assert_eq!(expand_cpu_list("0"), Ok(vec![0]));
         assert_eq!(expand_cpu_list("0,2-3"), Ok(vec![0, 2, 3]));
@@ -440,6 +546,10 @@ mod tests {
             &["ringcast", "--cache-control", "m3u8"],
             &["ringcast", "--limit-rate", "0"],
             &["ringcast", "--limit-rate-after", "100"],
+            &["ringcast", "--io", "mmap"],
+            &["ringcast", "--io", "direct", "--direct-read-size", "3000"],
+            &["ringcast", "--io", "direct", "--direct-read-size", "2048"],
+            &["ringcast", "--io", "direct", "--direct-read-ahead", "0"],
         ] {
             assert!(Config::try_from_iter(args).is_err(), "{args:?}");
         }

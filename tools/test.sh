@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need,
-# then runs unit, property, loopback and real-client tests, and the
-# conformance suite against the server on one core and on two.
+# then runs unit, property, loopback and real-client tests (the loopback ones
+# in both --io modes), and the conformance suite against the server on one
+# core, on two, and with --io direct.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +10,12 @@ tools/install-test-deps.sh
 # Missing tools fail the real-client tests instead of skipping them.
 export RINGCAST_REQUIRE_TOOLS=1
 cargo test --all-targets
+# The loopback, hostile-client and real-client suites again with O_DIRECT reads.
+RINGCAST_TEST_IO=direct cargo test --test http_loopback --test hostile --test media \
+  --test real_clients --test direct_io
 cargo build --quiet
 tools/conformance-run.sh target/debug/ringcast --cpus 0
+tools/conformance-run.sh target/debug/ringcast --cpus 0 --io direct
 cores="$(nproc)"
 if [ "$cores" -ge 2 ]; then
   tools/conformance-run.sh target/debug/ringcast --cpus 0-1

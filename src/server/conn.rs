@@ -27,7 +27,6 @@ use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -292,8 +291,16 @@ async fn respond(
             ),
         },
     };
-    let fd = file.as_ref().map(|f| &f.fd);
-    deliver(core, stream, exchange, head, &plan.body, plan.status, fd).await?;
+    deliver(
+        core,
+        stream,
+        exchange,
+        head,
+        &plan.body,
+        plan.status,
+        file.as_deref(),
+    )
+    .await?;
     Ok(if plan.keep_alive {
         Next::KeepAlive(request.body)
     } else {
@@ -342,7 +349,7 @@ async fn deliver(
     head: &mut Vec<u8>,
     body: &Body,
     status: Status,
-    file: Option<&OwnedFd>,
+    file: Option<&OpenFile>,
 ) -> io::Result<()> {
     let metrics = &core.metrics;
     metrics.response(status);
@@ -351,6 +358,7 @@ async fn deliver(
     // is skipped when there is no log.
     let head_len = core.access_log.as_ref().map(|_| header_length(head));
     let mut transfer = Transfer::new(stream, file, started, core.config.pacing);
+    transfer.read_direct(core.direct.as_ref());
     let result = transfer.send(head, body).await;
     // Recorded before anything else can run on this core, so a scrape that
     // follows the client's last byte sees this response counted.

@@ -6,6 +6,7 @@
 //! itself is already free of `..`). Magic links (`/proc/self/fd/N`) are never
 //! followed, and `O_NONBLOCK` keeps a FIFO under the root from blocking the core.
 
+use super::direct::DirectSlot;
 use crate::http::error::FileError;
 use crate::http::index::Entry;
 use crate::http::path::CleanPath;
@@ -32,6 +33,8 @@ pub struct Root {
 pub struct OpenFile {
     pub fd: OwnedFd,
     pub meta: FileMeta,
+    /// Its O_DIRECT handle, opened on first use under `--io direct`.
+    pub direct: DirectSlot,
 }
 
 impl Root {
@@ -129,7 +132,11 @@ impl Root {
             inode: stat.st_ino,
             mtime_nanos: i128::from(stat.st_mtime) * 1_000_000_000 + i128::from(stat.st_mtime_nsec),
         };
-        Ok(OpenFile { fd, meta })
+        Ok(OpenFile {
+            fd,
+            meta,
+            direct: DirectSlot::default(),
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`fs`]: opening files strictly beneath the root.
 //! - [`file_cache`]: the per-core open-file cache, kept fresh by inotify.
 //! - [`send`]: the data path from file to socket.
+//! - [`direct`]: `--io direct`, O_DIRECT reads with read-ahead.
 //! - [`clock`]: the per-core `Date` cache.
 //! - [`lifecycle`]: connection accounting, `--max-conns`, graceful shutdown.
 //! - [`admin`]: the admin thread: `/metrics`, `/stats`, stats lines, latency log.
@@ -17,13 +18,14 @@ pub mod access_log;
 pub mod admin;
 pub mod clock;
 pub mod conn;
+pub mod direct;
 pub mod file_cache;
 pub mod fs;
 pub mod lifecycle;
 pub mod listener;
 pub mod send;
 
-use crate::config::Config;
+use crate::config::{Config, Io};
 use crate::metrics::{self, ErrorKind, Metrics, Snapshot};
 use futures_lite::{future, FutureExt};
 use glommio::net::TcpListener;
@@ -48,6 +50,8 @@ pub struct Core {
     pub config: Config,
     pub root: fs::Root,
     pub files: file_cache::FileCache,
+    /// O_DIRECT reads and their memory budget, under `--io direct`.
+    pub direct: Option<direct::DirectReads>,
     pub clock: clock::DateCache,
     pub connections: Rc<Connections>,
     pub drain: Drain,
@@ -190,6 +194,10 @@ async fn serve_core(
         cpu,
         metrics: Metrics::new(config.observe.metrics),
         files: file_cache::FileCache::new(config.root.clone(), config.file_cache),
+        direct: match config.io {
+            Io::Direct(shape) => Some(direct::DirectReads::new(shape)),
+            Io::Buffered => None,
+        },
         config,
         root,
         clock: clock::DateCache::default(),

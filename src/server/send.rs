@@ -11,14 +11,17 @@
 //! This module is the seam for the zero-copy path (splice/sendfile): callers
 //! see only [`Transfer`].
 
+use super::direct::{DirectReads, DirectStream};
+use super::fs::OpenFile;
 use crate::config::Pacing;
 use crate::http::plan::Body;
 use crate::http::range::ByteRange;
 use futures_lite::AsyncWriteExt;
-use glommio::io::BufferedFile;
+use glommio::io::{BufferedFile, DmaFile};
 use glommio::net::TcpStream;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Bytes gathered before a `send`: the per-connection memory bound.
@@ -53,7 +56,9 @@ pub enum SendError {
 /// One response on its way out, and what it cost.
 pub struct Transfer<'a> {
     stream: &'a mut TcpStream,
-    file: Option<&'a OwnedFd>,
+    file: Option<&'a OpenFile>,
+    /// Set under `--io direct`: file bytes come from O_DIRECT reads.
+    direct: Option<&'a DirectReads>,
     /// io_uring handle on the file, opened on the first non-resident read.
     uring_file: Option<BufferedFile>,
     /// When the request was parsed: the origin of every latency.
@@ -83,7 +88,7 @@ pub struct Transfer<'a> {
 impl<'a> Transfer<'a> {
     pub fn new(
         stream: &'a mut TcpStream,
-        file: Option<&'a OwnedFd>,
+        file: Option<&'a OpenFile>,
         started: Instant,
         pacing: Option<Pacing>,
     ) -> Self {
@@ -99,6 +104,7 @@ impl<'a> Transfer<'a> {
             zero_copy: pacing.is_none(),
             stream,
             file,
+            direct: None,
             uring_file: None,
             started,
             first_byte: None,
@@ -107,6 +113,12 @@ impl<'a> Transfer<'a> {
             sent: 0,
             body_copied: 0,
         }
+    }
+
+    /// Reads file bytes with O_DIRECT through `direct` (`--io direct`)
+    /// instead of through the page cache.
+    pub fn read_direct(&mut self, direct: Option<&'a DirectReads>) {
+        self.direct = direct;
     }
 
     /// Sends `head` and then the body the plan chose. `head` is used as the
@@ -144,11 +156,19 @@ impl<'a> Transfer<'a> {
         range: ByteRange,
         pending: &mut Vec<u8>,
     ) -> Result<(), SendError> {
-        let fd = self
+        let file = self
             .file
-            .map(AsRawFd::as_raw_fd)
             .ok_or_else(|| SendError::File(io::ErrorKind::NotFound.into()))?;
         let mut offset = range.start;
+        if let Some(direct) = self.direct {
+            if let Some(dma) = file.direct.open(&file.fd).await {
+                match self.copy_range_direct(direct, dma, range, pending).await? {
+                    Direct::Done => return Ok(()),
+                    Direct::Refused { at } => offset = at,
+                }
+            }
+        }
+        let fd = file.fd.as_raw_fd();
         let end = range.end + 1;
         while offset < end {
             if self.zero_copy && end - offset >= ZERO_COPY_MIN {
@@ -175,6 +195,56 @@ impl<'a> Transfer<'a> {
             offset += self.copy_chunk(fd, offset, end, room, pending).await?;
         }
         Ok(())
+    }
+
+    /// Sends the bytes of `range` from O_DIRECT reads: small reads join
+    /// `pending`, large ones go to the socket straight from the read buffer.
+    async fn copy_range_direct(
+        &mut self,
+        direct: &DirectReads,
+        file: Rc<DmaFile>,
+        range: ByteRange,
+        pending: &mut Vec<u8>,
+    ) -> Result<Direct, SendError> {
+        let end = range.end + 1;
+        let mut reads = direct.stream(file, range.start, end).await;
+        let result = self.send_reads(&mut reads, range.start, end, pending).await;
+        reads.close().await;
+        result
+    }
+
+    /// The loop of [`Self::copy_range_direct`].
+    async fn send_reads(
+        &mut self,
+        reads: &mut DirectStream<'_>,
+        mut offset: u64,
+        end: u64,
+        pending: &mut Vec<u8>,
+    ) -> Result<Direct, SendError> {
+        while offset < end {
+            let read_started = Instant::now();
+            let data = match reads.next().await {
+                Ok(data) => data,
+                Err(e) if refused_direct(&e) => return Ok(Direct::Refused { at: offset }),
+                Err(e) => return Err(SendError::File(e)),
+            };
+            self.disk_time += read_started.elapsed();
+            let Some(data) = data else {
+                self.flush(pending).await?;
+                return Err(SendError::Truncated);
+            };
+            offset += data.len() as u64;
+            self.body_copied += data.len() as u64;
+            if pending.len() + data.len() <= self.chunk {
+                pending.extend_from_slice(&data);
+                continue;
+            }
+            self.send_corked(pending).await?;
+            for piece in data.chunks(self.chunk) {
+                self.write_out(piece).await?;
+            }
+        }
+        Ok(Direct::Done)
     }
 
     /// Reads up to `max` bytes at `offset` (before `end`) into `pending`:
@@ -297,9 +367,17 @@ impl<'a> Transfer<'a> {
         if pending.is_empty() {
             return Ok(());
         }
-        self.wait_for_tokens(pending.len()).await;
+        self.write_out(pending).await?;
+        pending.clear();
+        Ok(())
+    }
+
+    /// Writes all of `bytes`, parking on the socket's writability (and on
+    /// `--limit-rate`'s tokens) as needed.
+    async fn write_out(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+        self.wait_for_tokens(bytes.len()).await;
         let write_started = Instant::now();
-        let result = self.stream.write_all(pending).await;
+        let result = self.stream.write_all(bytes).await;
         let now = Instant::now();
         self.socket_time += now - write_started;
         result.map_err(|e| match e.kind() {
@@ -307,8 +385,7 @@ impl<'a> Transfer<'a> {
             _ => SendError::Socket(e),
         })?;
         self.first_byte.get_or_insert(now - self.started);
-        self.sent += pending.len() as u64;
-        pending.clear();
+        self.sent += bytes.len() as u64;
         Ok(())
     }
 }
@@ -330,6 +407,25 @@ impl Transfer<'_> {
             glommio::timer::sleep(due - now).await;
         }
     }
+}
+
+/// How an O_DIRECT transfer ended.
+enum Direct {
+    Done,
+    /// The kernel refused an O_DIRECT read (some filesystems do, for some
+    /// extents, e.g. data not yet written back); the rest of the range, from
+    /// `at`, goes through the page cache.
+    Refused {
+        at: u64,
+    },
+}
+
+/// Errors an O_DIRECT read ends with when the page cache could still serve it.
+fn refused_direct(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)
+    ) || error.kind() == io::ErrorKind::Unsupported
 }
 
 /// What one zero-copy attempt did.

@@ -23,7 +23,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts ringcast on `root` with extra flags, on port 0, CPU 0 unless `--cpus` is given.
+    /// Starts ringcast on `root` with extra flags, on port 0, CPU 0 unless
+    /// `--cpus` is given, in the I/O mode `RINGCAST_TEST_IO` names (`direct`
+    /// or `buffered`, the default) unless `--io` is given.
     pub fn start(root: &Path, extra: &[&str]) -> Server {
         Self::start_with(root, extra, |_| {})
     }
@@ -33,6 +35,10 @@ impl Server {
         let mut args = vec!["--root", root.to_str().unwrap(), "--listen", "127.0.0.1:0"];
         if !extra.contains(&"--cpus") {
             args.extend(["--cpus", "0"]);
+        }
+        let io_mode = std::env::var("RINGCAST_TEST_IO").unwrap_or_default();
+        if !io_mode.is_empty() && !extra.contains(&"--io") {
+            args.extend(["--io", io_mode.as_str()]);
         }
         args.extend(extra);
         let mut command = Command::new(env!("CARGO_BIN_EXE_ringcast"));
