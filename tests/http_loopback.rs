@@ -513,3 +513,30 @@ fn every_core_serves_its_own_connections() {
         thread.join().unwrap();
     }
 }
+
+#[test]
+fn long_responses_are_uncorked_at_their_end() {
+    // Long sendfile responses go out under TCP_CORK; if a response ended
+    // still corked, its last partial segment (and the next small response)
+    // would wait for the kernel's 200 ms cork timer.
+    let dir = fixture();
+    let server = server(dir.path());
+    let _ = server.get("/video.mp4", ""); // resident, so it takes the sendfile path
+    let mut stream = server.connect();
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        stream
+            .write_all(b"GET /video.mp4 HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut stream, false).body.len(), VIDEO_LEN);
+        stream
+            .write_all(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_response(&mut stream, false).body, ALPHABET);
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(900),
+        "10 exchanges took {elapsed:?}: a cork was left on"
+    );
+}

@@ -29,8 +29,20 @@ pub const CHUNK: usize = 64 * 1024;
 /// Ranges (or what remains of one) at least this long go file -> socket with
 /// `sendfile`, when resident; shorter ones ride in the head's write.
 const ZERO_COPY_MIN: u64 = 32 * 1024;
+/// Responses with more than this left to sendfile are sent corked (TCP_CORK,
+/// nginx's `tcp_nopush`): only full segments leave until the end. Without
+/// it every `sendfile` call ends in a short, pushed segment, and on a long
+/// stream those halve what a receiver takes per CPU second (measured on
+/// loopback: 1.5 GB/s uncorked, 3.2 GB/s corked). Short ranges skip the
+/// two extra syscalls: their one `sendfile` pushes once, at its end.
+const CORK_MIN: u64 = 256 * 1024;
 /// Bytes per `sendfile` call: bounds the time one call holds the core.
 const SENDFILE_MAX: u64 = 1024 * 1024;
+/// A response yields the core to the others after this many bytes, so
+/// streams that never fill their socket still take turns (as nginx's
+/// `sendfile_max_chunk` does): fair shares, and concurrent readers of one
+/// file stay close together, sharing the CPU cache.
+const TURN_BYTES: u64 = 1024 * 1024;
 /// When the socket is full, this much is copied through glommio's write path,
 /// which parks the task until the socket takes bytes again.
 const PARK_SLICE: usize = 4 * 1024;
@@ -80,6 +92,10 @@ pub struct Transfer<'a> {
     paced_since: Option<Instant>,
     /// File bytes that went file -> socket without user memory (sendfile).
     pub body_zero_copy: u64,
+    /// Bytes sent since this response last let other tasks run.
+    turn: u64,
+    /// TCP_CORK is set on the socket (while parked on a full socket).
+    corked: bool,
     /// Whether sendfile may be used: not when paced, and not once the kernel
     /// lacks `cachestat` (we never sendfile what might block on the disk).
     zero_copy: bool,
@@ -101,6 +117,8 @@ impl<'a> Transfer<'a> {
             pacing,
             paced_since: None,
             body_zero_copy: 0,
+            turn: 0,
+            corked: false,
             zero_copy: pacing.is_none(),
             stream,
             file,
@@ -124,7 +142,14 @@ impl<'a> Transfer<'a> {
     /// Sends `head` and then the body the plan chose. `head` is used as the
     /// coalescing buffer and is left empty.
     pub async fn send(&mut self, head: &mut Vec<u8>, body: &Body) -> Result<(), SendError> {
-        let result = self.send_body(head, body).await;
+        let mut result = self.send_body(head, body).await;
+        if self.corked {
+            // Uncorking pushes out the last partial segment.
+            self.corked = false;
+            if let Err(e) = set_cork(self.stream.as_raw_fd(), false) {
+                result = result.and(Err(SendError::Socket(e)));
+            }
+        }
         if let Some(file) = self.uring_file.take() {
             let _ = file.close().await;
         }
@@ -178,7 +203,10 @@ impl<'a> Transfer<'a> {
                         continue;
                     }
                     ZeroCopy::SocketFull => {
-                        // A small copied write parks on POLLOUT until there is room.
+                        // A small copied write parks on POLLOUT until there is
+                        // room. Corked, it joins the next sendfile's segments
+                        // instead of going out as a small packet of its own.
+                        self.cork()?;
                         offset += self
                             .copy_chunk(fd, offset, end, PARK_SLICE, pending)
                             .await?;
@@ -291,6 +319,9 @@ impl<'a> Transfer<'a> {
                 return Ok(ZeroCopy::NotResident);
             }
         }
+        if end - offset > CORK_MIN {
+            self.cork()?;
+        }
         self.send_corked(pending).await?;
         let socket = self.stream.as_raw_fd();
         let mut file_offset = i64::try_from(offset).map_err(|_| SendError::Truncated)?;
@@ -312,7 +343,17 @@ impl<'a> Transfer<'a> {
         self.first_byte.get_or_insert(now - self.started);
         self.sent += n as u64;
         self.body_zero_copy += n as u64;
+        self.end_turn_after(n as u64).await;
         Ok(ZeroCopy::Sent(n as u64))
+    }
+
+    /// Sets TCP_CORK for the rest of this response (cleared in [`Self::send`]).
+    fn cork(&mut self) -> Result<(), SendError> {
+        if !self.corked {
+            set_cork(self.stream.as_raw_fd(), true).map_err(SendError::Socket)?;
+            self.corked = true;
+        }
+        Ok(())
     }
 
     /// Sends `pending` with MSG_MORE so the kernel holds it for the bytes that
@@ -386,7 +427,18 @@ impl<'a> Transfer<'a> {
         })?;
         self.first_byte.get_or_insert(now - self.started);
         self.sent += bytes.len() as u64;
+        self.end_turn_after(bytes.len() as u64).await;
         Ok(())
+    }
+
+    /// Counts `sent` bytes toward this response's turn and, once it has had
+    /// [`TURN_BYTES`], lets the core's other tasks run first.
+    async fn end_turn_after(&mut self, sent: u64) {
+        self.turn += sent;
+        if self.turn >= TURN_BYTES {
+            self.turn = 0;
+            futures_lite::future::yield_now().await;
+        }
     }
 }
 
@@ -406,6 +458,26 @@ impl Transfer<'_> {
         if due > now {
             glommio::timer::sleep(due - now).await;
         }
+    }
+}
+
+/// Sets or clears TCP_CORK: while set, the kernel sends only full segments.
+fn set_cork(socket: RawFd, on: bool) -> io::Result<()> {
+    let value: libc::c_int = on.into();
+    // SAFETY: a plain setsockopt with a pointer to a live c_int.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
