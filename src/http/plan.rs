@@ -14,7 +14,6 @@ use super::policy::Policy;
 use super::range::{self, ByteRange, Selection};
 use super::request::{Method, Request, Version};
 use super::validators::{self, FileMeta, Precondition, Validators};
-use std::io::Write;
 
 /// The time as a core sees it: epoch seconds and the matching IMF-fixdate,
 /// formatted once per second per core.
@@ -116,7 +115,7 @@ pub fn plan_file(
     };
     let mut out = HeadWriter::new(head, request, ctx);
     let representation = Representation {
-        etag: &etag,
+        etag: etag.as_str(),
         last_modified,
         cache_control: ctx.policy.cache_control(path),
         encoding,
@@ -161,7 +160,7 @@ pub fn plan_file(
             out.finish(Status::PartialContent, Body::File(range))
         }
         Selection::Multiple(ranges) => {
-            let boundary = boundary_for(&etag);
+            let boundary = boundary_for(etag.as_str());
             let (parts, closing) = multipart(&ranges, content_type, file.len, &boundary);
             // Saturating: a fuzzer's 2^64-byte "file" must not overflow.
             let length = parts
@@ -353,10 +352,7 @@ impl<'h, 'r, 'b, 'c> HeadWriter<'h, 'r, 'b, 'c> {
     /// Cache-Control and Vary, so 200, 206 and 304 agree.
     fn validators(&mut self, r: &Representation<'_>) {
         self.field("ETag", r.etag.as_bytes());
-        self.field(
-            "Last-Modified",
-            validators::http_date(r.last_modified).as_bytes(),
-        );
+        self.field("Last-Modified", &validators::imf_fixdate(r.last_modified));
         if let Some(value) = r.cache_control {
             self.field("Cache-Control", value.as_bytes());
         }
@@ -377,11 +373,17 @@ impl<'h, 'r, 'b, 'c> HeadWriter<'h, 'r, 'b, 'c> {
     }
 
     fn content_range(&mut self, range: ByteRange, length: u64) {
-        let _ = write!(
-            self.head,
-            "Content-Range: bytes {}-{}/{}\r\n",
-            range.start, range.end, length
-        );
+        let mut number = itoa::Buffer::new();
+        self.head.extend_from_slice(b"Content-Range: bytes ");
+        self.head
+            .extend_from_slice(number.format(range.start).as_bytes());
+        self.head.push(b'-');
+        self.head
+            .extend_from_slice(number.format(range.end).as_bytes());
+        self.head.push(b'/');
+        self.head
+            .extend_from_slice(number.format(length).as_bytes());
+        self.head.extend_from_slice(b"\r\n");
     }
 
     /// CORS fields for an allowed origin (Fetch standard, HTTP responses).

@@ -5,7 +5,7 @@
 //! changes it. Last-Modified is the modification time in whole seconds.
 
 use super::request::{Conditionals, Single};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// What the I/O layer learned about a file from `fstat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +25,61 @@ impl FileMeta {
             .min(MAX_HTTP_DATE)
     }
 
-    /// The strong entity-tag, quotes included (RFC 9110 §8.8.3).
-    pub fn etag(&self) -> String {
-        format!(
-            "\"{:x}-{:x}-{:x}\"",
-            self.inode, self.len, self.mtime_nanos as u128 as u64
-        )
+    /// The strong entity-tag, quotes included (RFC 9110 §8.8.3):
+    /// `"inode-size-mtime_ns"` in hex, formatted without allocating.
+    pub fn etag(&self) -> Etag {
+        let mut etag = Etag {
+            bytes: [0; ETAG_MAX],
+            len: 0,
+        };
+        etag.push(b'"');
+        etag.push_hex(self.inode);
+        etag.push(b'-');
+        etag.push_hex(self.len);
+        etag.push(b'-');
+        etag.push_hex(self.mtime_nanos as u128 as u64);
+        etag.push(b'"');
+        etag
+    }
+}
+
+/// Longest entity-tag: three 16-digit hex numbers, two dashes, two quotes.
+const ETAG_MAX: usize = 3 * 16 + 4;
+
+/// An entity-tag's text, on the stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Etag {
+    bytes: [u8; ETAG_MAX],
+    len: usize,
+}
+
+impl Etag {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII quotes, dashes and hex digits are ever pushed.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.len] = byte;
+        self.len += 1;
+    }
+
+    /// Lowercase hex without leading zeros (`0` for zero).
+    fn push_hex(&mut self, value: u64) {
+        let digits = (64 - value.leading_zeros()).div_ceil(4).max(1);
+        for shift in (0..digits).rev() {
+            self.push(b"0123456789abcdef"[(value >> (shift * 4)) as usize & 0xf]);
+        }
+    }
+}
+
+impl std::fmt::Debug for Etag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -40,7 +89,55 @@ const MAX_HTTP_DATE: u64 = 253_402_300_799;
 /// `Last-Modified` as an IMF-fixdate (RFC 9110 §5.6.7). Times past year 9999
 /// (a file touched with a far-future mtime) are clamped to the last expressible second.
 pub fn http_date(secs: u64) -> String {
-    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs.min(MAX_HTTP_DATE)))
+    String::from_utf8_lossy(&imf_fixdate(secs)).into_owned()
+}
+
+/// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub const IMF_FIXDATE_LEN: usize = 29;
+
+/// [`http_date`] on the stack: the IMF-fixdate of `secs` since the epoch,
+/// clamped to year 9999, computed without formatting machinery (it is
+/// written into every response head).
+pub fn imf_fixdate(secs: u64) -> [u8; IMF_FIXDATE_LEN] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let secs = secs.min(MAX_HTTP_DATE);
+    let days = secs / 86_400;
+    let of_day = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    put_two(&mut out[5..7], day);
+    out[8..11].copy_from_slice(MONTHS[month as usize - 1]);
+    put_two(&mut out[12..14], year / 100);
+    put_two(&mut out[14..16], year % 100);
+    put_two(&mut out[17..19], of_day / 3600);
+    put_two(&mut out[20..22], of_day / 60 % 60);
+    put_two(&mut out[23..25], of_day % 60);
+    out
+}
+
+fn put_two(out: &mut [u8], value: u64) {
+    out[0] = b'0' + (value / 10 % 10) as u8;
+    out[1] = b'0' + (value % 10) as u8;
+}
+
+/// (year, month 1-12, day 1-31) of a count of days since 1970-01-01, by
+/// Howard Hinnant's `civil_from_days` (proleptic Gregorian calendar).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Parses any of the three HTTP-date formats (RFC 9110 §5.6.7) to epoch seconds.
@@ -457,5 +554,46 @@ mod tests {
         );
         c.if_range = Single::Repeated;
         assert_eq!(evaluate(&c, true, &v()), GO);
+    }
+}
+
+#[cfg(test)]
+mod formatting {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn etags_are_quoted_lowercase_hex_without_leading_zeros() {
+        let meta = FileMeta {
+            len: 0,
+            inode: 0xab,
+            mtime_nanos: -1,
+        };
+        assert_eq!(meta.etag().as_str(), "\"ab-0-ffffffffffffffff\"");
+    }
+
+    #[test]
+    fn imf_fixdate_edges() {
+        assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&imf_fixdate(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&imf_fixdate(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(&imf_fixdate(u64::MAX), b"Fri, 31 Dec 9999 23:59:59 GMT");
+    }
+
+    proptest! {
+        #[test]
+        fn imf_fixdate_agrees_with_httpdate(secs in 0..=MAX_HTTP_DATE) {
+            let expected = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
+            prop_assert_eq!(&imf_fixdate(secs)[..], expected.as_bytes());
+        }
+
+        #[test]
+        fn etags_agree_with_format(inode: u64, len: u64, mtime: i64) {
+            let meta = FileMeta { len, inode, mtime_nanos: i128::from(mtime) };
+            let expected = format!("\"{:x}-{:x}-{:x}\"", inode, len, mtime as u64);
+            let etag = meta.etag();
+            prop_assert_eq!(etag.as_str(), expected);
+        }
     }
 }

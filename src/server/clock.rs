@@ -2,12 +2,9 @@
 //! rest of a small response head, so each core formats it once a second.
 
 use crate::http::plan::Clock;
+use crate::http::validators::{imf_fixdate, IMF_FIXDATE_LEN};
 use std::cell::Cell;
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
-const IMF_FIXDATE_LEN: usize = 29;
 
 /// One core's view of the time, refreshed when the second changes.
 #[derive(Debug, Default)]
@@ -22,10 +19,8 @@ impl DateCache {
         let now = SystemTime::now();
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.secs.get() || self.text.get()[0] == 0 {
-            let mut text = [0u8; IMF_FIXDATE_LEN];
-            let _ = write!(&mut text[..], "{}", httpdate::HttpDate::from(now));
             self.secs.set(secs);
-            self.text.set(text);
+            self.text.set(imf_fixdate(secs));
         }
         (secs, self.text.get())
     }

@@ -39,7 +39,7 @@ const RETAINED_BUFFER: usize = 4 * 1024;
 /// Serves `stream` until the client closes, an error, or `Connection: close`.
 pub async fn serve(core: &Core, mut stream: TcpStream) {
     let mut conn = Connection {
-        read: Vec::with_capacity(INITIAL_READ_BUFFER),
+        read: ReadBuffer::default(),
         head: Vec::new(),
         served: 0,
         peer: core
@@ -53,7 +53,7 @@ pub async fn serve(core: &Core, mut stream: TcpStream) {
 
 struct Connection {
     /// Bytes received and not yet consumed: the start of the next request(s).
-    read: Vec<u8>,
+    read: ReadBuffer,
     /// The response head being built, then the coalescing send buffer.
     head: Vec<u8>,
     /// Requests answered so far, for `--max-requests-per-conn`.
@@ -71,15 +71,14 @@ enum Next {
 impl Connection {
     async fn run(&mut self, core: &Core, stream: &mut TcpStream) -> io::Result<()> {
         let limits = core.config.limits;
-        // Set when the current request's first byte is in the buffer.
+        // Set once a started head needs more bytes (a whole head in one read,
+        // the common case, never reads the clock for it).
         let mut head_deadline: Option<Instant> = None;
         loop {
             if self.read.is_empty() {
                 head_deadline = None;
-            } else if head_deadline.is_none() {
-                head_deadline = Some(Instant::now() + limits.header_timeout);
             }
-            let next = match request::parse(&self.read) {
+            let next = match request::parse(self.read.data()) {
                 Ok(Some((mut request, used))) => {
                     let parsed_at = Instant::now();
                     self.served += 1;
@@ -94,14 +93,17 @@ impl Connection {
                         peer: self.peer,
                     };
                     let next = respond(core, stream, &exchange, &mut self.head).await?;
-                    self.read.drain(..used);
+                    self.read.consume(used);
                     head_deadline = None;
                     next
                 }
                 Ok(None) => {
-                    let more = match head_deadline {
-                        None => self.fill_while_idle(core, stream).await?,
-                        Some(deadline) => self.fill_head(core, stream, deadline).await?,
+                    let more = if self.read.is_empty() {
+                        self.fill_while_idle(core, stream).await?
+                    } else {
+                        let deadline = *head_deadline
+                            .get_or_insert_with(|| Instant::now() + limits.header_timeout);
+                        self.fill_head(core, stream, deadline).await?
                     };
                     if more == 0 {
                         return Ok(());
@@ -193,17 +195,7 @@ impl Connection {
 
     /// Reads more bytes; returns 0 at end of stream.
     async fn fill(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
-        let filled = self.read.len();
-        // Double as a head grows; `parse` refuses heads over MAX_HEAD, so the
-        // buffer never needs to hold more than that.
-        let want = INITIAL_READ_BUFFER
-            .max(filled)
-            .min((MAX_HEAD + 1).saturating_sub(filled))
-            .max(1);
-        self.read.resize(filled + want, 0);
-        let result = stream.read(&mut self.read[filled..]).await;
-        self.read.truncate(filled + *result.as_ref().unwrap_or(&0));
-        result
+        self.read.fill(stream).await
     }
 
     /// Drops the request's own content before the next request is parsed;
@@ -217,9 +209,9 @@ impl Connection {
         let mut skipper = BodySkipper::new(framing);
         loop {
             let used = skipper
-                .skip(&self.read)
+                .skip(self.read.data())
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunked body"))?;
-            self.read.drain(..used);
+            self.read.consume(used);
             if skipper.is_done() {
                 return Ok(());
             }
@@ -234,10 +226,73 @@ impl Connection {
         if self.head.capacity() > RETAINED_BUFFER {
             self.head = Vec::new();
         }
-        if self.read.capacity() > RETAINED_BUFFER && self.read.len() <= INITIAL_READ_BUFFER {
-            let mut smaller = Vec::with_capacity(INITIAL_READ_BUFFER);
-            smaller.extend_from_slice(&self.read);
-            self.read = smaller;
+        self.read.shrink();
+    }
+}
+
+/// Bytes received and not yet consumed. The storage is zeroed once when it
+/// is allocated, never per read, and consuming a request moves no bytes:
+/// only the window `start..end` does.
+#[derive(Default)]
+struct ReadBuffer {
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuffer {
+    fn data(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn consume(&mut self, used: usize) {
+        self.start = (self.start + used).min(self.end);
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
+    }
+
+    /// Reads more bytes after the unconsumed ones; returns 0 at end of stream.
+    async fn fill(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+        self.make_room();
+        let n = stream.read(&mut self.bytes[self.end..]).await?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Ensures free space after `end`: first by moving a partial request to
+    /// the front, else by doubling, never past what `parse` accepts (a head
+    /// over [`MAX_HEAD`] is refused, so more is never needed).
+    fn make_room(&mut self) {
+        if self.end < self.bytes.len() {
+            return;
+        }
+        if self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+            return;
+        }
+        let size = (self.bytes.len() * 2)
+            .clamp(INITIAL_READ_BUFFER, MAX_HEAD + 1)
+            .max(self.end + 1);
+        self.bytes.resize(size, 0);
+    }
+
+    /// Gives back a buffer a big head made large, keeping what is unconsumed.
+    fn shrink(&mut self) {
+        let pending = self.end - self.start;
+        if self.bytes.len() > RETAINED_BUFFER && pending <= INITIAL_READ_BUFFER {
+            let mut smaller = vec![0; INITIAL_READ_BUFFER];
+            smaller[..pending].copy_from_slice(self.data());
+            *self = ReadBuffer {
+                bytes: smaller,
+                start: 0,
+                end: pending,
+            };
         }
     }
 }
@@ -363,7 +418,7 @@ async fn deliver(
     // Recorded before anything else can run on this core, so a scrape that
     // follows the client's last byte sees this response counted.
     metrics.sent(transfer.sent, transfer.body_copied, transfer.body_zero_copy);
-    let elapsed = started.elapsed();
+    let elapsed = transfer.finished_at() - started;
     metrics.record(&RequestTimes {
         ttfb: transfer.first_byte.unwrap_or(elapsed),
         duration: elapsed,
@@ -392,5 +447,57 @@ async fn deliver(
             metrics.error(ErrorKind::Truncated);
             Err(io::ErrorKind::UnexpectedEof.into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(bytes: &[u8], capacity: usize) -> ReadBuffer {
+        let mut buffer = ReadBuffer {
+            bytes: vec![0; capacity],
+            start: 0,
+            end: bytes.len(),
+        };
+        buffer.bytes[..bytes.len()].copy_from_slice(bytes);
+        buffer
+    }
+
+    #[test]
+    fn consuming_moves_the_window_and_resets_when_empty() {
+        let mut buffer = filled(b"GET /a\r\n\r\nGET", 16);
+        buffer.consume(10);
+        assert_eq!(buffer.data(), b"GET");
+        buffer.consume(3);
+        assert!(buffer.is_empty());
+        assert_eq!((buffer.start, buffer.end), (0, 0));
+    }
+
+    #[test]
+    fn room_comes_from_compacting_first_then_doubling_up_to_the_head_limit() {
+        let mut buffer = filled(b"0123456789abcdef", 16);
+        buffer.consume(10);
+        buffer.make_room();
+        assert_eq!(buffer.data(), b"abcdef");
+        assert_eq!(buffer.bytes.len(), 16);
+
+        let mut full = filled(&[b'x'; INITIAL_READ_BUFFER], INITIAL_READ_BUFFER);
+        full.make_room();
+        assert_eq!(full.bytes.len(), 2 * INITIAL_READ_BUFFER);
+        assert_eq!(full.data().len(), INITIAL_READ_BUFFER);
+        for _ in 0..20 {
+            full.end = full.bytes.len();
+            full.make_room();
+        }
+        assert!(full.bytes.len() <= MAX_HEAD + 64);
+    }
+
+    #[test]
+    fn shrinking_keeps_unconsumed_bytes() {
+        let mut buffer = filled(b"GET / HTTP/1.1\r\n", MAX_HEAD);
+        buffer.shrink();
+        assert_eq!(buffer.bytes.len(), INITIAL_READ_BUFFER);
+        assert_eq!(buffer.data(), b"GET / HTTP/1.1\r\n");
     }
 }

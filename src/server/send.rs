@@ -75,6 +75,9 @@ pub struct Transfer<'a> {
     uring_file: Option<BufferedFile>,
     /// When the request was parsed: the origin of every latency.
     started: Instant,
+    /// When the last step (a read, a send) ended: each step is timed from
+    /// here, so a step costs one clock reading, not two.
+    last: Instant,
     /// Time to the first byte handed to the kernel.
     pub first_byte: Option<Duration>,
     /// Time spent in writes (waiting for the socket included).
@@ -125,12 +128,26 @@ impl<'a> Transfer<'a> {
             direct: None,
             uring_file: None,
             started,
+            last: started,
             first_byte: None,
             socket_time: Duration::ZERO,
             disk_time: Duration::ZERO,
             sent: 0,
             body_copied: 0,
         }
+    }
+
+    /// When the last step of this response ended.
+    pub fn finished_at(&self) -> Instant {
+        self.last
+    }
+
+    /// The time since the last step ended, which now does.
+    fn lap(&mut self) -> Duration {
+        let now = Instant::now();
+        let step = now - self.last;
+        self.last = now;
+        step
     }
 
     /// Reads file bytes with O_DIRECT through `direct` (`--io direct`)
@@ -250,13 +267,13 @@ impl<'a> Transfer<'a> {
         pending: &mut Vec<u8>,
     ) -> Result<Direct, SendError> {
         while offset < end {
-            let read_started = Instant::now();
             let data = match reads.next().await {
                 Ok(data) => data,
                 Err(e) if refused_direct(&e) => return Ok(Direct::Refused { at: offset }),
                 Err(e) => return Err(SendError::File(e)),
             };
-            self.disk_time += read_started.elapsed();
+            let step = self.lap();
+            self.disk_time += step;
             let Some(data) = data else {
                 self.flush(pending).await?;
                 return Err(SendError::Truncated);
@@ -286,13 +303,13 @@ impl<'a> Transfer<'a> {
         pending: &mut Vec<u8>,
     ) -> Result<u64, SendError> {
         let want = (end - offset).min(max as u64) as usize;
-        let read_started = Instant::now();
         let read = match read_resident(fd, pending, offset, want) {
             Ok(Some(n)) => n,
             Ok(None) => self.read_through_uring(fd, pending, offset, want).await?,
             Err(e) => return Err(SendError::File(e)),
         };
-        self.disk_time += read_started.elapsed();
+        let step = self.lap();
+        self.disk_time += step;
         if read == 0 {
             self.flush(pending).await?;
             return Err(SendError::Truncated);
@@ -325,11 +342,10 @@ impl<'a> Transfer<'a> {
         self.send_corked(pending).await?;
         let socket = self.stream.as_raw_fd();
         let mut file_offset = i64::try_from(offset).map_err(|_| SendError::Truncated)?;
-        let started = Instant::now();
         // SAFETY: plain syscall on descriptors this transfer holds open.
         let n = unsafe { libc::sendfile(socket, fd, &mut file_offset, len as usize) };
-        let now = Instant::now();
-        self.socket_time += now - started;
+        let step = self.lap();
+        self.socket_time += step;
         if n < 0 {
             let error = io::Error::last_os_error();
             return match error.raw_os_error() {
@@ -340,7 +356,7 @@ impl<'a> Transfer<'a> {
         if n == 0 {
             return Err(SendError::Truncated);
         }
-        self.first_byte.get_or_insert(now - self.started);
+        self.first_byte.get_or_insert(self.last - self.started);
         self.sent += n as u64;
         self.body_zero_copy += n as u64;
         self.end_turn_after(n as u64).await;
@@ -372,8 +388,10 @@ impl<'a> Transfer<'a> {
                 flags,
             )
         };
+        let step = self.lap();
+        self.socket_time += step;
         if n > 0 {
-            self.first_byte.get_or_insert(self.started.elapsed());
+            self.first_byte.get_or_insert(self.last - self.started);
             self.sent += n as u64;
             pending.drain(..n as usize);
         }
@@ -416,16 +434,17 @@ impl<'a> Transfer<'a> {
     /// Writes all of `bytes`, parking on the socket's writability (and on
     /// `--limit-rate`'s tokens) as needed.
     async fn write_out(&mut self, bytes: &[u8]) -> Result<(), SendError> {
-        self.wait_for_tokens(bytes.len()).await;
-        let write_started = Instant::now();
+        if self.wait_for_tokens(bytes.len()).await {
+            self.lap(); // time spent paced is not time waiting for the socket
+        }
         let result = self.stream.write_all(bytes).await;
-        let now = Instant::now();
-        self.socket_time += now - write_started;
+        let step = self.lap();
+        self.socket_time += step;
         result.map_err(|e| match e.kind() {
             io::ErrorKind::TimedOut => SendError::SendTimeout,
             _ => SendError::Socket(e),
         })?;
-        self.first_byte.get_or_insert(now - self.started);
+        self.first_byte.get_or_insert(self.last - self.started);
         self.sent += bytes.len() as u64;
         self.end_turn_after(bytes.len() as u64).await;
         Ok(())
@@ -446,11 +465,14 @@ impl Transfer<'_> {
     /// Token bucket for `--limit-rate`: before sending `len` more bytes, wait
     /// until the bytes beyond `--limit-rate-after` fit the rate since pacing
     /// began. One timer per paced write, none per byte.
-    async fn wait_for_tokens(&mut self, len: usize) {
-        let Some(pacing) = self.pacing else { return };
+    /// Returns whether pacing applied.
+    async fn wait_for_tokens(&mut self, len: usize) -> bool {
+        let Some(pacing) = self.pacing else {
+            return false;
+        };
         let paced_bytes = (self.sent + len as u64).saturating_sub(pacing.after);
         if paced_bytes == 0 {
-            return;
+            return false;
         }
         let since = *self.paced_since.get_or_insert_with(Instant::now);
         let due = since + Duration::from_secs_f64(paced_bytes as f64 / pacing.bytes_per_sec as f64);
@@ -458,6 +480,7 @@ impl Transfer<'_> {
         if due > now {
             glommio::timer::sleep(due - now).await;
         }
+        true
     }
 }
 
