@@ -164,6 +164,8 @@ impl FileCache {
             .push(key.to_vec());
         watches.entry(dir_watch).or_default().dir = Some(dir);
         drop(watches);
+        // Watched and kept: worth remembering which parts are resident.
+        file.residency.enable_memos();
         let previous = self.entries.borrow_mut().insert(
             key.to_vec(),
             Entry {

@@ -7,6 +7,7 @@
 //! followed, and `O_NONBLOCK` keeps a FIFO under the root from blocking the core.
 
 use super::direct::DirectSlot;
+use super::residency::Residency;
 use crate::http::error::FileError;
 use crate::http::index::Entry;
 use crate::http::path::CleanPath;
@@ -35,6 +36,8 @@ pub struct OpenFile {
     pub meta: FileMeta,
     /// Its O_DIRECT handle, opened on first use under `--io direct`.
     pub direct: DirectSlot,
+    /// Which parts were lately found in the page cache.
+    pub residency: Residency,
 }
 
 impl Root {
@@ -136,6 +139,7 @@ impl Root {
             fd,
             meta,
             direct: DirectSlot::default(),
+            residency: Residency::default(),
         })
     }
 }

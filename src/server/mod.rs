@@ -8,6 +8,7 @@
 //! - [`fs`]: opening files strictly beneath the root.
 //! - [`file_cache`]: the per-core open-file cache, kept fresh by inotify.
 //! - [`send`]: the data path from file to socket.
+//! - [`residency`]: whether file ranges are in the page cache, with memos.
 //! - [`direct`]: `--io direct`, O_DIRECT reads with read-ahead.
 //! - [`clock`]: the per-core `Date` cache.
 //! - [`lifecycle`]: connection accounting, `--max-conns`, graceful shutdown.
@@ -23,6 +24,7 @@ pub mod file_cache;
 pub mod fs;
 pub mod lifecycle;
 pub mod listener;
+pub mod residency;
 pub mod send;
 
 use crate::config::{Config, Io};

@@ -328,7 +328,13 @@ impl<'a> Transfer<'a> {
         pending: &mut Vec<u8>,
     ) -> Result<ZeroCopy, SendError> {
         let len = (end - offset).min(SENDFILE_MAX);
-        match is_resident(fd, offset, len) {
+        let file = self
+            .file
+            .ok_or_else(|| SendError::File(io::ErrorKind::NotFound.into()))?;
+        match file
+            .residency
+            .check(fd, offset, len, file.meta.len, self.last)
+        {
             Some(true) => {}
             Some(false) => return Ok(ZeroCopy::NotResident),
             None => {
@@ -533,36 +539,6 @@ enum ZeroCopy {
     NotResident,
 }
 
-/// Whether `[offset, offset + len)` of the file is entirely in the page cache,
-/// by `cachestat(2)` (Linux 6.5); `None` if the kernel cannot tell.
-fn is_resident(fd: RawFd, offset: u64, len: u64) -> Option<bool> {
-    #[repr(C)]
-    struct CachestatRange {
-        off: u64,
-        len: u64,
-    }
-    #[repr(C)]
-    #[derive(Default)]
-    struct Cachestat {
-        nr_cache: u64,
-        nr_dirty: u64,
-        nr_writeback: u64,
-        nr_evicted: u64,
-        nr_recently_evicted: u64,
-    }
-    const SYS_CACHESTAT: libc::c_long = 451;
-    const PAGE: u64 = 4096;
-    let range = CachestatRange { off: offset, len };
-    let mut stat = Cachestat::default();
-    // SAFETY: both structs match the kernel's layout and outlive the call.
-    let rc = unsafe { libc::syscall(SYS_CACHESTAT, fd, &range, &mut stat, 0) };
-    if rc != 0 {
-        return None;
-    }
-    let pages = (offset + len).div_ceil(PAGE) - offset / PAGE;
-    Some(stat.nr_cache >= pages)
-}
-
 /// Reads up to `want` bytes at `offset` into `buf`'s spare capacity if the
 /// page cache holds them: `Ok(None)` means "not resident, would block".
 /// `Ok(Some(0))` is end of file.
@@ -598,22 +574,6 @@ fn read_resident(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cachestat_sees_a_file_just_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, vec![7u8; 64 * 1024]).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        match is_resident(file.as_raw_fd(), 0, 64 * 1024) {
-            Some(resident) => {
-                assert!(resident);
-                // Pages past the end of the file are never resident.
-                assert_eq!(is_resident(file.as_raw_fd(), 0, 1 << 30), Some(false));
-            }
-            None => eprintln!("kernel without cachestat: zero-copy stays off"),
-        }
-    }
 
     #[test]
     fn resident_reads_append_and_report_end_of_file() {
