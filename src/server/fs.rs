@@ -7,6 +7,7 @@
 //! followed, and `O_NONBLOCK` keeps a FIFO under the root from blocking the core.
 
 use super::direct::DirectSlot;
+use super::mapped::MapSlot;
 use super::residency::Residency;
 use crate::http::error::FileError;
 use crate::http::index::Entry;
@@ -38,6 +39,8 @@ pub struct OpenFile {
     pub direct: DirectSlot,
     /// Which parts were lately found in the page cache.
     pub residency: Residency,
+    /// A read-only mapping, for short ranges sent straight from it.
+    pub mapping: MapSlot,
 }
 
 impl Root {
@@ -140,6 +143,7 @@ impl Root {
             meta,
             direct: DirectSlot::default(),
             residency: Residency::default(),
+            mapping: MapSlot::default(),
         })
     }
 }

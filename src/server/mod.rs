@@ -8,6 +8,7 @@
 //! - [`fs`]: opening files strictly beneath the root.
 //! - [`file_cache`]: the per-core open-file cache, kept fresh by inotify.
 //! - [`send`]: the data path from file to socket.
+//! - [`mapped`]: short ranges of hot files sent from a mapping.
 //! - [`residency`]: whether file ranges are in the page cache, with memos.
 //! - [`direct`]: `--io direct`, O_DIRECT reads with read-ahead.
 //! - [`clock`]: the per-core `Date` cache.
@@ -24,6 +25,7 @@ pub mod file_cache;
 pub mod fs;
 pub mod lifecycle;
 pub mod listener;
+pub mod mapped;
 pub mod residency;
 pub mod send;
 

@@ -85,6 +85,11 @@ impl Residency {
         self.enabled.set(true);
     }
 
+    /// Whether the file is cached (memos enabled).
+    pub fn is_kept(&self) -> bool {
+        self.enabled.get()
+    }
+
     /// What a live memo says of `window`, if there is one.
     fn recall(&self, window: u64, now: Instant) -> Option<bool> {
         let memos = self.memos.borrow();
