@@ -1,15 +1,22 @@
 //! The data path: a planned response head and its file bytes onto the socket.
+//! Callers see only [`Transfer`]; which way the bytes go is decided here:
 //!
-//! File bytes are read straight into the send buffer behind the head, so a
-//! small response is one `send`. Resident data is read inline with
-//! `preadv2(RWF_NOWAIT)`, which never blocks: it returns what the page cache
-//! holds or EAGAIN. Only then does the read go through io_uring (glommio's
-//! `BufferedFile::read_at`), which parks this connection's task and leaves the
-//! core serving others while the disk works. Chunks of [`CHUNK`] bound memory
-//! per connection whatever the file or range size.
+//! 1. A short single range of a cached, resident file: the head and the
+//!    bytes in one `sendmsg` from the file's mapping (`server::mapped`).
+//! 2. Resident stretches of at least [`ZERO_COPY_MIN`]: `sendfile` after the
+//!    head (sent with MSG_MORE), corked when long (see [`CORK_MIN`]).
+//!    Residency is asked of `server::residency`; `sendfile` never sees a page
+//!    that is not in the page cache, so it never waits for the disk.
+//! 3. Everything else is read into the send buffer behind the head: inline
+//!    with `preadv2(RWF_NOWAIT)` when resident (it returns what the page
+//!    cache holds or EAGAIN, never blocks), else through io_uring (glommio's
+//!    `BufferedFile::read_at`), which parks this connection's task and leaves
+//!    the core serving others while the disk works.
+//! 4. Under `--io direct`, O_DIRECT reads with read-ahead (`server::direct`)
+//!    replace all three.
 //!
-//! This module is the seam for the zero-copy path (splice/sendfile): callers
-//! see only [`Transfer`].
+//! Chunks of [`CHUNK`] bound memory per connection whatever the file or
+//! range size.
 
 use super::direct::{DirectReads, DirectStream};
 use super::fs::OpenFile;
@@ -97,7 +104,8 @@ pub struct Transfer<'a> {
     pub body_zero_copy: u64,
     /// Bytes sent since this response last let other tasks run.
     turn: u64,
-    /// TCP_CORK is set on the socket (while parked on a full socket).
+    /// TCP_CORK is set on the socket (a long stream, or parked on a full
+    /// socket); cleared when the response ends.
     corked: bool,
     /// Whether sendfile may be used: not when paced, and not once the kernel
     /// lacks `cachestat` (we never sendfile what might block on the disk).
