@@ -8,8 +8,11 @@
 //! change that happened before the request arrived is seen by it: an atomic
 //! replace is served to the very next request. Entries also expire after
 //! [`MAX_AGE`], which bounds staleness for what inotify does not report
-//! (a rename of a grandparent directory). In-flight responses hold their own
-//! `Rc` of the open file, so invalidation never closes a file being sent.
+//! (a rename of a grandparent directory); an expired entry whose path still
+//! opens the same file is kept, so its mapping and residency memos survive
+//! (dropping a mapping of a large, hot file costs milliseconds of `munmap`).
+//! In-flight responses hold their own `Rc` of the open file, so invalidation
+//! never closes a file being sent.
 
 use super::fs::{OpenFile, Root};
 use crate::http::error::FileError;
@@ -87,9 +90,26 @@ impl FileCache {
         if let Some(file) = self.fresh(&path.relative) {
             return Ok(file);
         }
-        let file = Rc::new(root.open_file(path)?);
+        let opened = root.open_file(path)?;
+        if let Some(file) = self.revalidate(&path.relative, &opened) {
+            return Ok(file);
+        }
+        let file = Rc::new(opened);
         self.insert(inotify, &path.relative, file.clone());
         Ok(file)
+    }
+
+    /// An expired entry whose path still opens the very same file (inode,
+    /// size, modification time) is kept, with its mapping and residency
+    /// memos, and trusted for another [`MAX_AGE`]; `opened` is then closed.
+    fn revalidate(&self, key: &[u8], opened: &OpenFile) -> Option<Rc<OpenFile>> {
+        let mut entries = self.entries.borrow_mut();
+        let entry = entries.get_mut(key)?;
+        if entry.file.meta != opened.meta {
+            return None;
+        }
+        entry.opened = Instant::now();
+        Some(entry.file.clone())
     }
 
     fn fresh(&self, key: &[u8]) -> Option<Rc<OpenFile>> {
@@ -99,12 +119,15 @@ impl FileCache {
     }
 
     /// Drains the inotify queue (one non-blocking read when nothing changed)
-    /// and drops every entry an event concerns.
-    fn apply_changes(&self, inotify: &Inotify) {
+    /// and drops every entry an event concerns. Returns whether there were
+    /// events.
+    fn apply_changes(&self, inotify: &Inotify) -> bool {
+        let mut any = false;
         while let Ok(events) = inotify.read_events() {
             if events.is_empty() {
                 break;
             }
+            any = true;
             for event in events {
                 if event.mask.contains(AddWatchFlags::IN_IGNORED) {
                     self.forget_watch(event.wd);
@@ -141,6 +164,7 @@ impl FileCache {
                 }
             }
         }
+        any
     }
 
     fn insert(&self, inotify: &Inotify, key: &[u8], file: Rc<OpenFile>) {
@@ -275,6 +299,31 @@ mod tests {
         let second = open(&cache, &root, "/sub/a.mp4");
         assert!(Rc::ptr_eq(&first, &second));
         assert_eq!(cache.len(), 1);
+    }
+
+    /// Makes every entry look older than MAX_AGE.
+    fn expire_all(cache: &FileCache) {
+        for entry in cache.entries.borrow_mut().values_mut() {
+            entry.opened -= MAX_AGE;
+        }
+    }
+
+    #[test]
+    fn an_expired_entry_for_the_same_file_is_kept_a_changed_one_replaced() {
+        let (dir, root, cache) = setup();
+        let first = open(&cache, &root, "/sub/a.mp4");
+        expire_all(&cache);
+        // Same inode, size and mtime: the same open file (mapping, memos) comes back.
+        assert!(Rc::ptr_eq(&first, &open(&cache, &root, "/sub/a.mp4")));
+        // A grandparent-style change inotify would not report: swap the
+        // directory under the path; once expired, the new file is served.
+        std::fs::rename(dir.path().join("sub"), dir.path().join("old")).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/a.mp4"), b"other").unwrap();
+        expire_all(&cache);
+        let replaced = open(&cache, &root, "/sub/a.mp4");
+        assert_eq!(replaced.meta.len, 5);
+        assert!(!Rc::ptr_eq(&first, &replaced));
     }
 
     #[test]
