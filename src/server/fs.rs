@@ -9,6 +9,7 @@
 use super::direct::DirectSlot;
 use super::mapped::MapSlot;
 use super::residency::Residency;
+use super::send::UringSlot;
 use crate::http::error::FileError;
 use crate::http::index::Entry;
 use crate::http::path::CleanPath;
@@ -41,6 +42,8 @@ pub struct OpenFile {
     pub residency: Residency,
     /// A read-only mapping, for short ranges sent straight from it.
     pub mapping: MapSlot,
+    /// Its io_uring handle, for reads that miss the page cache.
+    pub uring: UringSlot,
 }
 
 impl Root {
@@ -144,6 +147,7 @@ impl Root {
             direct: DirectSlot::default(),
             residency: Residency::default(),
             mapping: MapSlot::default(),
+            uring: UringSlot::default(),
         })
     }
 }

@@ -26,8 +26,9 @@ use crate::http::range::ByteRange;
 use futures_lite::AsyncWriteExt;
 use glommio::io::{BufferedFile, DmaFile};
 use glommio::net::TcpStream;
+use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -78,8 +79,6 @@ pub struct Transfer<'a> {
     file: Option<&'a OpenFile>,
     /// Set under `--io direct`: file bytes come from O_DIRECT reads.
     direct: Option<&'a DirectReads>,
-    /// io_uring handle on the file, opened on the first non-resident read.
-    uring_file: Option<BufferedFile>,
     /// When the request was parsed: the origin of every latency.
     started: Instant,
     /// When the last step (a read, a send) ended: each step is timed from
@@ -134,7 +133,6 @@ impl<'a> Transfer<'a> {
             stream,
             file,
             direct: None,
-            uring_file: None,
             started,
             last: started,
             first_byte: None,
@@ -174,9 +172,6 @@ impl<'a> Transfer<'a> {
             if let Err(e) = set_cork(self.stream.as_raw_fd(), false) {
                 result = result.and(Err(SendError::Socket(e)));
             }
-        }
-        if let Some(file) = self.uring_file.take() {
-            let _ = file.close().await;
         }
         result
     }
@@ -484,13 +479,11 @@ impl<'a> Transfer<'a> {
         offset: u64,
         want: usize,
     ) -> Result<usize, SendError> {
-        if self.uring_file.is_none() {
-            let copy = nix::unistd::dup(fd).map_err(|e| SendError::File(e.into()))?;
-            // SAFETY: `dup` returned a fresh descriptor that the BufferedFile now owns.
-            let owned = unsafe { OwnedFd::from_raw_fd(copy) };
-            self.uring_file = Some(unsafe { BufferedFile::from_raw_fd(owned.into_raw_fd()) });
+        let file = match self.file {
+            Some(open) => open.uring.get(fd),
+            None => UringSlot::default().get(fd),
         }
-        let file = self.uring_file.as_ref().expect("opened above");
+        .map_err(SendError::File)?;
         let data = file
             .read_at(offset, want)
             .await
@@ -578,6 +571,35 @@ fn set_cork(socket: RawFd, on: bool) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// A file's io_uring handle for reads that miss the page cache, made on the
+/// first miss and kept as long as the open file (a `dup` and a close per
+/// cold response otherwise).
+#[derive(Default)]
+pub struct UringSlot(RefCell<Option<Rc<BufferedFile>>>);
+
+impl UringSlot {
+    fn get(&self, fd: RawFd) -> io::Result<Rc<BufferedFile>> {
+        if let Some(file) = &*self.0.borrow() {
+            return Ok(file.clone());
+        }
+        let copy = nix::unistd::dup(fd)?;
+        // SAFETY: `dup` returned a fresh descriptor that the BufferedFile now owns.
+        let file = Rc::new(unsafe { BufferedFile::from_raw_fd(copy) });
+        *self.0.borrow_mut() = Some(file.clone());
+        Ok(file)
+    }
+}
+
+impl std::fmt::Debug for UringSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.borrow().is_some() {
+            "open"
+        } else {
+            "unopened"
+        })
     }
 }
 
