@@ -86,18 +86,13 @@ impl std::fmt::Debug for Etag {
 /// The last second an IMF-fixdate can express: 9999-12-31T23:59:59Z.
 const MAX_HTTP_DATE: u64 = 253_402_300_799;
 
-/// `Last-Modified` as an IMF-fixdate (RFC 9110 §5.6.7). Times past year 9999
-/// (a file touched with a far-future mtime) are clamped to the last expressible second.
-pub fn http_date(secs: u64) -> String {
-    String::from_utf8_lossy(&imf_fixdate(secs)).into_owned()
-}
-
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub const IMF_FIXDATE_LEN: usize = 29;
 
-/// [`http_date`] on the stack: the IMF-fixdate of `secs` since the epoch,
-/// clamped to year 9999, computed without formatting machinery (it is
-/// written into every response head).
+/// `Last-Modified` as an IMF-fixdate (RFC 9110 §5.6.7), on the stack: times
+/// past year 9999 (a file touched with a far-future mtime) are clamped to the
+/// last expressible second. Computed without formatting machinery: it is
+/// written into every response head.
 pub fn imf_fixdate(secs: u64) -> [u8; IMF_FIXDATE_LEN] {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
     const MONTHS: [&[u8; 3]; 12] = [
@@ -378,7 +373,7 @@ mod tests {
 
     #[test]
     fn dates_round_trip_in_all_three_formats() {
-        assert_eq!(http_date(LM), LM_TEXT);
+        assert_eq!(&imf_fixdate(LM)[..], LM_TEXT.as_bytes());
         assert_eq!(parse_http_date(LM_TEXT.as_bytes()), Some(LM));
         assert_eq!(
             parse_http_date(b"Tuesday, 14-Nov-23 22:13:20 GMT"),

@@ -412,8 +412,13 @@ async fn deliver(
     // For the access log, which counts body bytes only (CLF's %b); the scan
     // is skipped when there is no log.
     let head_len = core.access_log.as_ref().map(|_| header_length(head));
-    let mut transfer = Transfer::new(stream, file, started, core.config.pacing);
-    transfer.read_direct(core.direct.as_ref());
+    let mut transfer = Transfer::new(
+        stream,
+        file,
+        core.direct.as_ref(),
+        started,
+        core.config.pacing,
+    );
     let result = transfer.send(head, body).await;
     // Recorded before anything else can run on this core, so a scrape that
     // follows the client's last byte sees this response counted.

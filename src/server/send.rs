@@ -115,6 +115,7 @@ impl<'a> Transfer<'a> {
     pub fn new(
         stream: &'a mut TcpStream,
         file: Option<&'a OpenFile>,
+        direct: Option<&'a DirectReads>,
         started: Instant,
         pacing: Option<Pacing>,
     ) -> Self {
@@ -132,7 +133,7 @@ impl<'a> Transfer<'a> {
             zero_copy: pacing.is_none(),
             stream,
             file,
-            direct: None,
+            direct,
             started,
             last: started,
             first_byte: None,
@@ -154,12 +155,6 @@ impl<'a> Transfer<'a> {
         let step = now - self.last;
         self.last = now;
         step
-    }
-
-    /// Reads file bytes with O_DIRECT through `direct` (`--io direct`)
-    /// instead of through the page cache.
-    pub fn read_direct(&mut self, direct: Option<&'a DirectReads>) {
-        self.direct = direct;
     }
 
     /// Sends `head` and then the body the plan chose. `head` is used as the
@@ -276,11 +271,10 @@ impl<'a> Transfer<'a> {
                 }
             }
         }
-        let fd = file.fd.as_raw_fd();
         let end = range.end + 1;
         while offset < end {
             if self.zero_copy && end - offset >= ZERO_COPY_MIN {
-                match self.send_resident(fd, offset, end, pending).await? {
+                match self.send_resident(file, offset, end, pending).await? {
                     ZeroCopy::Sent(n) => {
                         offset += n;
                         continue;
@@ -291,7 +285,7 @@ impl<'a> Transfer<'a> {
                         // instead of going out as a small packet of its own.
                         self.cork()?;
                         offset += self
-                            .copy_chunk(fd, offset, end, PARK_SLICE, pending)
+                            .copy_chunk(file, offset, end, PARK_SLICE, pending)
                             .await?;
                         self.flush(pending).await?;
                         continue;
@@ -303,7 +297,7 @@ impl<'a> Transfer<'a> {
                 self.flush(pending).await?;
             }
             let room = self.chunk - pending.len();
-            offset += self.copy_chunk(fd, offset, end, room, pending).await?;
+            offset += self.copy_chunk(file, offset, end, room, pending).await?;
         }
         Ok(())
     }
@@ -362,16 +356,16 @@ impl<'a> Transfer<'a> {
     /// inline when resident, through io_uring when not.
     async fn copy_chunk(
         &mut self,
-        fd: RawFd,
+        file: &OpenFile,
         offset: u64,
         end: u64,
         max: usize,
         pending: &mut Vec<u8>,
     ) -> Result<u64, SendError> {
         let want = (end - offset).min(max as u64) as usize;
-        let read = match read_resident(fd, pending, offset, want) {
+        let read = match read_resident(file.fd.as_raw_fd(), pending, offset, want) {
             Ok(Some(n)) => n,
-            Ok(None) => self.read_through_uring(fd, pending, offset, want).await?,
+            Ok(None) => read_through_uring(file, pending, offset, want).await?,
             Err(e) => return Err(SendError::File(e)),
         };
         let step = self.lap();
@@ -388,15 +382,13 @@ impl<'a> Transfer<'a> {
     /// (sent with MSG_MORE, so head and body leave in the same segment).
     async fn send_resident(
         &mut self,
-        fd: RawFd,
+        file: &OpenFile,
         offset: u64,
         end: u64,
         pending: &mut Vec<u8>,
     ) -> Result<ZeroCopy, SendError> {
         let len = (end - offset).min(SENDFILE_MAX);
-        let file = self
-            .file
-            .ok_or_else(|| SendError::File(io::ErrorKind::NotFound.into()))?;
+        let fd = file.fd.as_raw_fd();
         match file
             .residency
             .check(fd, offset, len, file.meta.len, self.last)
@@ -468,28 +460,6 @@ impl<'a> Transfer<'a> {
             pending.drain(..n as usize);
         }
         self.flush(pending).await
-    }
-
-    /// The slow path: data not in the page cache. io_uring reads it while the
-    /// core serves other connections.
-    async fn read_through_uring(
-        &mut self,
-        fd: RawFd,
-        pending: &mut Vec<u8>,
-        offset: u64,
-        want: usize,
-    ) -> Result<usize, SendError> {
-        let file = match self.file {
-            Some(open) => open.uring.get(fd),
-            None => UringSlot::default().get(fd),
-        }
-        .map_err(SendError::File)?;
-        let data = file
-            .read_at(offset, want)
-            .await
-            .map_err(|e| SendError::File(e.into()))?;
-        pending.extend_from_slice(&data);
-        Ok(data.len())
     }
 
     async fn flush(&mut self, pending: &mut Vec<u8>) -> Result<(), SendError> {
@@ -572,6 +542,26 @@ fn set_cork(socket: RawFd, on: bool) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// The slow path: data not in the page cache. io_uring reads it while the
+/// core serves other connections.
+async fn read_through_uring(
+    file: &OpenFile,
+    pending: &mut Vec<u8>,
+    offset: u64,
+    want: usize,
+) -> Result<usize, SendError> {
+    let uring = file
+        .uring
+        .get(file.fd.as_raw_fd())
+        .map_err(SendError::File)?;
+    let data = uring
+        .read_at(offset, want)
+        .await
+        .map_err(|e| SendError::File(e.into()))?;
+    pending.extend_from_slice(&data);
+    Ok(data.len())
 }
 
 /// A file's io_uring handle for reads that miss the page cache, made on the
