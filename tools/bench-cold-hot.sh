@@ -70,12 +70,8 @@ cold_bytes=$(numfmt --from=iec "${cold_size%B}" 2>/dev/null) ||
   { echo "bench-cold-hot: --cold-size must be at least 256M" >&2; exit 2; }
 
 # --- tools -------------------------------------------------------------------
-if ! command -v nginx >/dev/null; then
-  echo "bench-cold-hot: installing nginx (Debian package)" >&2
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx >/dev/null
-fi
+source tools/bench-lib.sh
+ensure_packages nginx
 # The packaged service, if the install started one, is not ours; we start our own.
 mime_types=/etc/nginx/mime.types
 [ -f "$mime_types" ] || { echo "bench-cold-hot: $mime_types missing (is nginx installed?)" >&2; exit 1; }
@@ -83,17 +79,8 @@ for tool in python3 taskset numfmt; do
   command -v "$tool" >/dev/null || { echo "bench-cold-hot: $tool is needed" >&2; exit 1; }
 done
 
-cargo build --release --quiet --bin ringcast --bin loadgen
-ringcast=target/release/ringcast
-loadgen=target/release/loadgen
-
-# --- CPUs --------------------------------------------------------------------
-cpus=$(nproc)
-server_cpu=0
-load_cpu=$((cpus > 1 ? 1 : 0))
-[ "$cpus" -gt 1 ] || echo "bench-cold-hot: only one CPU: server and load generators share it" >&2
-# nginx's worker_cpu_affinity takes a binary mask: CPU n is 1 followed by n zeros.
-cpumask="1$(printf '%*s' "$server_cpu" '' | tr ' ' 0)"
+build_binaries
+choose_cpus
 
 # --- files -------------------------------------------------------------------
 if [ -n "$cache_dir" ]; then
@@ -182,11 +169,6 @@ echo "bench-cold-hot: cold file in the page cache after dropping: $(cold_cached)
 stop_keeper
 
 # --- servers -------------------------------------------------------------------
-free_port() {
-  local port=$1
-  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-  echo "$port"
-}
 wait_port() {
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
@@ -259,11 +241,6 @@ label() {
   esac
 }
 
-# --- measuring -----------------------------------------------------------------
-# utime + stime of a process, all its threads, in clock ticks (fields 14 and 15
-# of /proc/PID/stat; counted after the ")" that ends the command name).
-ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-hz=$(getconf CLK_TCK)
 # Fields of a loadgen --json report, tab-separated.
 fields() {
   python3 -c '

@@ -35,19 +35,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-if ! command -v fio >/dev/null; then
-  echo "bench-direct: installing fio (Debian package)" >&2
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq fio >/dev/null
-fi
-cargo build --release --quiet --bin ringcast --bin loadgen
-ringcast=target/release/ringcast
-loadgen=target/release/loadgen
-
-cpus=$(nproc)
-server_cpu=0
-load_cpu=$((cpus > 1 ? 1 : 0))
+source tools/bench-lib.sh
+ensure_packages fio
+build_binaries
+choose_cpus
 
 mkdir -p "$dir"
 file="$dir/cold.bin"
@@ -73,14 +64,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  local port=$1
-  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-  echo "$port"
-}
-ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-hz=$(getconf CLK_TCK)
-json_field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
 
 start_ringcast() { # mode port
   taskset -c "$server_cpu" "$ringcast" --root "$dir" --listen "127.0.0.1:$2" \

@@ -38,27 +38,14 @@ while [ $# -gt 0 ]; do
 done
 
 # --- tools -------------------------------------------------------------------
-if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
-  echo "bench-vs-nginx: installing nginx and wrk (Debian packages)" >&2
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx wrk >/dev/null
-fi
+source tools/bench-lib.sh
+ensure_packages nginx wrk
 # The packaged service, if the install started one, is not ours; we start our own.
 mime_types=/etc/nginx/mime.types
 [ -f "$mime_types" ] || { echo "bench-vs-nginx: $mime_types missing (is nginx installed?)" >&2; exit 1; }
 
-cargo build --release --quiet --bin ringcast --bin loadgen
-ringcast=target/release/ringcast
-loadgen=target/release/loadgen
-
-# --- CPUs --------------------------------------------------------------------
-cpus=$(nproc)
-server_cpu=0
-load_cpu=$((cpus > 1 ? 1 : 0))
-[ "$cpus" -gt 1 ] || echo "bench-vs-nginx: only one CPU: server and load generator share it" >&2
-# nginx's worker_cpu_affinity takes a binary mask: CPU n is 1 followed by n zeros.
-cpumask="1$(printf '%*s' "$server_cpu" '' | tr ' ' 0)"
+build_binaries
+choose_cpus
 
 # --- files and servers ---------------------------------------------------------
 dir=$(mktemp -d /tmp/ringcast-bench.XXXXXX)
@@ -77,11 +64,6 @@ head -c 512M /dev/urandom > "$root/media.mp4"
 head -c 1024 /dev/urandom > "$root/small.bin"
 cat "$root/media.mp4" > /dev/null  # into the page cache: both servers serve from it
 
-free_port() {
-  local port=$1
-  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-  echo "$port"
-}
 rc_port=$(free_port 18080)
 ng_port=$(free_port $((rc_port + 1)))
 
@@ -110,12 +92,6 @@ wait_port() {
 }
 wait_port "$rc_port"
 wait_port "$ng_port"
-
-# utime + stime of a process in clock ticks (fields 14 and 15 of /proc/PID/stat;
-# counted after the ")" that ends the command name).
-ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-hz=$(getconf CLK_TCK)
-json_field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
 
 port_of() { if [ "$1" = ringcast ]; then echo "$rc_port"; else echo "$ng_port"; fi; }
 pid_of() { if [ "$1" = ringcast ]; then echo "$rc_pid"; else echo "$ng_pid"; fi; }
