@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ringcast against nginx, on the same core, with the same loadgen workloads.
 #
-#   tools/bench-vs-nginx.sh [--quick] [--rounds N] [--duration SECS] [--out FILE] [--no-wrk]
+#   tools/bench-vs-nginx.sh [--quick] [--rounds N] [--duration SECS] [--out FILE] [--no-wrk] [--control]
 #
 # Installs nginx and wrk (Debian packages) if missing, builds ringcast and
 # loadgen (release), writes a 512 MiB file of random bytes, and starts ringcast
@@ -11,11 +11,17 @@
 # order flips every round); for each run the server's CPU time (utime+stime
 # from /proc/PID/stat) is read before and after. Prints a markdown table of
 # medians: requests/s, MB/s, p99 and server CPU microseconds per request, with
-# the ratios nginx/ringcast. Then (unless --no-wrk) checks that loadgen and wrk
-# agree on requests/s, on 1 KiB GETs and on random 64 KiB ranges, against both.
+# the ratios nginx/ringcast, and the spread of that CPU ratio over the rounds
+# (each round's nginx run over the same round's ringcast run). Then (unless
+# --no-wrk) checks that loadgen and wrk agree on requests/s, on 1 KiB GETs and
+# on random 64 KiB ranges, against both.
 #
-# Default: 3 rounds of 5 s runs, about 5 minutes in all (2 without the wrk check).
-# --quick: 3 rounds of 2 s runs, about 2.5 minutes.
+# --control adds a second, identical nginx ("nginx-b") to every round: its
+# CPU ratio against the first is what the machine's noise alone produces, the
+# band a ringcast ratio must clear to mean anything (a third more run time).
+#
+# Default: 3 rounds of 5 s runs, about 6 minutes in all (3 without the wrk check).
+# --quick: 3 rounds of 2 s runs, about 3 minutes.
 # All load goes to 127.0.0.1; every run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +30,7 @@ rounds=3
 duration=5
 out=""
 wrk_check=1
+control=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) duration=2 ;;
@@ -31,7 +38,8 @@ while [ $# -gt 0 ]; do
     --duration) duration="$2"; shift ;;
     --out) out="$2"; shift ;;
     --no-wrk) wrk_check=0 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --control) control=1 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "bench-vs-nginx: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -67,15 +75,27 @@ cat "$root/media.mp4" > /dev/null  # into the page cache: both servers serve fro
 rc_port=$(free_port 18080)
 ng_port=$(free_port $((rc_port + 1)))
 
-sed -e "s|@ROOT@|$root|g" -e "s|@PORT@|$ng_port|g" -e "s|@CPUMASK@|$cpumask|g" \
-    -e "s|@DIR@|$dir/nginx|g" tools/nginx-media.conf > "$dir/nginx/nginx.conf"
-
-# taskset as well: with master_process off nginx never applies worker_cpu_affinity
-# (its single process stays on every CPU), so pin it the way ringcast is pinned.
-taskset -c "$server_cpu" nginx -p "$dir/nginx" -e "$dir/nginx/error.log" \
-  -c "$dir/nginx/nginx.conf" >"$dir/nginx/stdout.log" 2>&1 &
-ng_pid=$!
-pids+=("$ng_pid")
+# One nginx, configured exactly as the reference, in its own directory:
+# start_nginx DIR PORT; sets $started_pid.
+start_nginx() {
+  mkdir -p "$1"
+  sed -e "s|@ROOT@|$root|g" -e "s|@PORT@|$2|g" -e "s|@CPUMASK@|$cpumask|g" \
+      -e "s|@DIR@|$1|g" tools/nginx-media.conf > "$1/nginx.conf"
+  # taskset as well: with master_process off nginx never applies worker_cpu_affinity
+  # (its single process stays on every CPU), so pin it the way ringcast is pinned.
+  taskset -c "$server_cpu" nginx -p "$1" -e "$1/error.log" -c "$1/nginx.conf" >"$1/stdout.log" 2>&1 &
+  started_pid=$!
+  pids+=("$started_pid")
+}
+start_nginx "$dir/nginx" "$ng_port"
+ng_pid=$started_pid
+servers="ringcast nginx"
+if [ "$control" -eq 1 ]; then
+  nb_port=$(free_port $((ng_port + 1)))
+  start_nginx "$dir/nginx-b" "$nb_port"
+  nb_pid=$started_pid
+  servers="ringcast nginx nginx-b"
+fi
 taskset -c "$server_cpu" "$ringcast" --root "$root" --listen "127.0.0.1:$rc_port" \
   --cpus "$server_cpu" >"$dir/ringcast.log" 2>&1 &
 rc_pid=$!
@@ -92,14 +112,18 @@ wait_port() {
 }
 wait_port "$rc_port"
 wait_port "$ng_port"
+[ "$control" -eq 0 ] || wait_port "$nb_port"
 
-port_of() { if [ "$1" = ringcast ]; then echo "$rc_port"; else echo "$ng_port"; fi; }
-pid_of() { if [ "$1" = ringcast ]; then echo "$rc_pid"; else echo "$ng_pid"; fi; }
+port_of() { case "$1" in ringcast) echo "$rc_port" ;; nginx) echo "$ng_port" ;; *) echo "$nb_port" ;; esac; }
+pid_of() { case "$1" in ringcast) echo "$rc_pid" ;; nginx) echo "$ng_pid" ;; *) echo "$nb_pid" ;; esac; }
 
 workloads=(
   "64 KiB ranges, 64 conns|media.mp4|--range-size 64KiB -c 64"
   "1 KiB ranges, 64 conns|media.mp4|--range-size 1KiB -c 64"
   "whole 512 MiB, 4 conns|media.mp4|-c 4"
+  # Below saturation, where most origins run: the server's idle and wake-up
+  # path is then part of every request's cost.
+  "1 KiB ranges at 20,000/s, 64 conns|media.mp4|--range-size 1KiB -c 64 --rate 20000"
 )
 results="$dir/results.tsv"
 : > "$results"
@@ -124,13 +148,14 @@ measure() {
 }
 
 echo "bench-vs-nginx: warming up" >&2
-for server in ringcast nginx; do
+for server in $servers; do
   "$loadgen" "http://127.0.0.1:$(port_of "$server")/media.mp4" -c 4 -d 1s --cpus "$load_cpu" --quiet >/dev/null
 done
 
-echo "bench-vs-nginx: $rounds rounds x ${#workloads[@]} workloads x 2 servers, ${duration}s each (columns: req/s MB/s p99_us cpu_us/req errors)" >&2
+echo "bench-vs-nginx: $rounds rounds x ${#workloads[@]} workloads x $(wc -w <<<"$servers") servers, ${duration}s each (columns: req/s MB/s p99_us cpu_us/req errors)" >&2
 for round in $(seq "$rounds"); do
-  if [ $((round % 2)) -eq 1 ]; then order="ringcast nginx"; else order="nginx ringcast"; fi
+  # The order flips every round, so neither server always runs first.
+  if [ $((round % 2)) -eq 1 ]; then order=$servers; else order=$(tr ' ' '\n' <<<"$servers" | tac | xargs); fi
   for w in "${workloads[@]}"; do
     IFS='|' read -r name path args <<<"$w"
     for server in $order; do measure "$name" "$path" "$args" "$server" "$round"; done
@@ -147,24 +172,47 @@ total_errors() { awk -F'\t' -v w="$1" -v s="$2" '$1 == w && $2 == s { n += $8 } 
 rate() { awk -v r="$1" 'BEGIN { if (r < 100) printf "%.2f", r; else printf "%.0f", r }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
+# Each round's CPU-per-request ratio $2/$3 for workload $1, as "min-max"
+# (rounds where either run is missing are skipped).
+round_spread() {
+  awk -F'\t' -v w="$1" -v a="$2" -v b="$3" '
+    $1 == w && $2 == a { x[$3] = $7 }
+    $1 == w && $2 == b { y[$3] = $7 }
+    END {
+      for (r in x) if ((r in y) && y[r] > 0) { v = x[r] / y[r]; if (n++ == 0 || v < lo) lo = v; if (n == 1 || v > hi) hi = v }
+      if (n) printf "%.2f-%.2f", lo, hi; else print "-"
+    }' "$results"
+}
+
+# One server's row of medians: server_row WORKLOAD SERVER LABEL.
+server_row() {
+  printf '| %s | %s | %s | %.1f | %.2f | %.0f | %s |\n' "$3" "$2" "$(rate "$(median "$1" "$2" 4)")" \
+    "$(median "$1" "$2" 5)" "$(awk -v v="$(median "$1" "$2" 6)" 'BEGIN { print v / 1000 }')" \
+    "$(median "$1" "$2" 7)" "$(total_errors "$1" "$2")"
+}
+
+# The ratios of two servers' medians: ratio_row WORKLOAD A B LABEL.
+ratio_row() {
+  local column cells=""
+  for column in 4 5 6 7; do cells="$cells | $(ratio "$(median "$1" "$2" $column)" "$(median "$1" "$3" $column)")"; done
+  printf '| | %s%s | %s |\n' "$4" "$cells" "$(round_spread "$1" "$2" "$3")"
+}
+
 table() {
-  echo "| workload | server | requests/s | MB/s | p99 (ms) | server CPU µs/request | errors |"
+  echo "| workload | server | requests/s | MB/s | p99 (ms) | server CPU µs/request | errors / CPU ratio per round |"
   echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
   for w in "${workloads[@]}"; do
     IFS='|' read -r name _ _ <<<"$w"
-    local r_rps r_mb r_p99 r_cpu n_rps n_mb n_p99 n_cpu
-    r_rps=$(median "$name" ringcast 4); n_rps=$(median "$name" nginx 4)
-    r_mb=$(median "$name" ringcast 5); n_mb=$(median "$name" nginx 5)
-    r_p99=$(median "$name" ringcast 6); n_p99=$(median "$name" nginx 6)
-    r_cpu=$(median "$name" ringcast 7); n_cpu=$(median "$name" nginx 7)
-    printf '| %s | ringcast | %s | %.1f | %.2f | %.0f | %s |\n' "$name" "$(rate "$r_rps")" "$r_mb" \
-      "$(awk -v v="$r_p99" 'BEGIN { print v / 1000 }')" "$r_cpu" "$(total_errors "$name" ringcast)"
-    printf '| | nginx | %s | %.1f | %.2f | %.0f | %s |\n' "$(rate "$n_rps")" "$n_mb" \
-      "$(awk -v v="$n_p99" 'BEGIN { print v / 1000 }')" "$n_cpu" "$(total_errors "$name" nginx)"
-    printf '| | **nginx/ringcast** | %s | %s | %s | %s | |\n' "$(ratio "$n_rps" "$r_rps")" \
-      "$(ratio "$n_mb" "$r_mb")" "$(ratio "$n_p99" "$r_p99")" "$(ratio "$n_cpu" "$r_cpu")"
+    server_row "$name" ringcast "$name"
+    server_row "$name" nginx ""
+    ratio_row "$name" nginx ringcast "**nginx/ringcast**"
+    if [ "$control" -eq 1 ]; then
+      server_row "$name" nginx-b ""
+      ratio_row "$name" nginx nginx-b "nginx/nginx-b (noise)"
+    fi
   done
 }
+
 
 # loadgen against wrk on the same workloads, one load CPU, 64 connections,
 # alternating, medians of requests/s: GETs of a 1 KiB file, and random aligned
@@ -222,6 +270,7 @@ fi
 
 report() {
   echo "Medians of $rounds alternating rounds of ${duration} s per run; server on CPU $server_cpu, loadgen on CPU $load_cpu."
+  echo "A ratio row's last cell is the lowest and highest of that ratio's per-round values (CPU per request)."
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(lscpu | sed -n 's/^Model name: *//p' | head -1), $cpus CPUs, Linux $(uname -r);"
   echo "$(nginx -v 2>&1 | sed 's/.*: //'), ringcast $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
   echo
