@@ -1078,7 +1078,9 @@ impl SleepableRing {
             .or_else(Reactor::intr_ok)
     }
 
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
+    /// `linked` is set once the poll on `link` is submitted (ringcast patch:
+    /// only then may the caller keep it for later sleeps).
+    fn sleep(&mut self, link: &Source, linked: &mut bool) -> io::Result<usize> {
         assert_eq!(
             self.waiting_kernel_submission(),
             0,
@@ -1121,6 +1123,7 @@ impl SleepableRing {
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
                 // The rings are linked. Goodnight!
+                *linked = true;
                 self.ring
                     .cq()
                     .wait(1)
@@ -1262,6 +1265,8 @@ pub(crate) struct Reactor {
     /// The `POLL_ADD` that links the latency ring to the main one while we
     /// sleep, kept armed across sleeps (ringcast patch, PATCHES.md).
     link_rings_src: Cell<Option<Source>>,
+    /// Whether any task was woken since the latency timer was armed.
+    woke_since_timer_armed: Cell<bool>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1395,6 +1400,7 @@ impl Reactor {
             latency_preemption_timeout_src: Cell::new(None),
             latency_timer_deadline: Cell::new(None),
             link_rings_src: Cell::new(None),
+            woke_since_timer_armed: Cell::new(false),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1783,8 +1789,15 @@ impl Reactor {
             None,
             None,
         );
-        let slept = ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {});
-        self.link_rings_src.set(Some(link_rings));
+        let mut linked = false;
+        let slept = ring
+            .sleep(&link_rings, &mut linked)
+            .or_else(Self::busy_ok)
+            .map(|_| {});
+        // A poll that never reached the kernel would look pending forever.
+        if linked {
+            self.link_rings_src.set(Some(link_rings));
+        }
         slept
     }
 
@@ -1876,20 +1889,26 @@ impl Reactor {
         // the one this call needs: the preemption timer when we won't sleep,
         // the user's timer when we may. Firing early is harmless: the
         // running task queue yields a little sooner, or a sleep ends early
-        // and the loop comes back here. With no user timer, a sleep keeps a
-        // pending preemption timer too: one wake-up per preemption period
-        // (100 ms by default) at most, against a re-arm per wake-up.
+        // and the loop comes back here. A sleep with no user timer keeps a
+        // pending preemption timer only if tasks were woken since it was
+        // armed: a busy core then pays one re-arm per preemption period
+        // (100 ms by default) instead of one per wake-up, and an idle one
+        // still sleeps until there is work.
+        if woke > 0 {
+            self.woke_since_timer_armed.set(true);
+        }
         let now = Instant::now();
         let needed_by = match preempt_timer() {
             Some(preempt) => Some(now + preempt),
             None => user_timer.map(|d| now + d),
         };
-        let keep = Self::pending(&self.latency_preemption_timeout_src)
-            && match (needed_by, self.latency_timer_deadline.get()) {
-                (Some(by), Some(fires)) => fires <= by,
-                (None, _) => true,
-                (Some(_), None) => false,
-            };
+        let keep = match needed_by {
+            Some(by) => self.latency_timer_fires_by(by),
+            None => {
+                self.woke_since_timer_armed.get()
+                    && Self::pending(&self.latency_preemption_timeout_src)
+            }
+        };
         if !keep {
             drop(self.latency_preemption_timeout_src.take());
             self.latency_timer_deadline.set(None);
@@ -1926,10 +1945,11 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
-                if !keep {
-                    self.latency_preemption_timeout_src
-                        .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                    self.latency_timer_deadline.set(Some(now + dur));
+                // Checked again: the kept timer may have fired, and been
+                // consumed, since `keep` was decided.
+                if !self.latency_timer_fires_by(now + dur) {
+                    drop(self.latency_preemption_timeout_src.take());
+                    self.arm_latency_timer(&mut lat_ring, dur);
                     assert!(flush_rings!(lat_ring)? > 0);
                 }
             }
@@ -1961,10 +1981,7 @@ impl Reactor {
 
         if let Some(preempt) = preempt_timer() {
             if !Self::pending(&self.latency_preemption_timeout_src) {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-                self.latency_timer_deadline
-                    .set(Some(Instant::now() + preempt));
+                self.arm_latency_timer(&mut lat_ring, preempt);
                 flush_rings!(lat_ring, main_ring)?;
             }
         }
@@ -1977,6 +1994,21 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// Whether the latency-ring timer is armed, has not fired yet, and will
+    /// by `by`.
+    fn latency_timer_fires_by(&self, by: Instant) -> bool {
+        Self::pending(&self.latency_preemption_timeout_src)
+            && self.latency_timer_deadline.get().is_some_and(|at| at <= by)
+    }
+
+    /// Arms the latency-ring timer to fire in `d` (the slot must be empty).
+    fn arm_latency_timer(&self, lat_ring: &mut SleepableRing, d: Duration) {
+        self.latency_preemption_timeout_src
+            .set(Some(lat_ring.prepare_latency_preemption_timer(d)));
+        self.latency_timer_deadline.set(Some(Instant::now() + d));
+        self.woke_since_timer_armed.set(false);
     }
 
     /// Whether the timer in `slot` is armed and has not fired yet.
