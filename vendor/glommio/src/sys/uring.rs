@@ -904,24 +904,8 @@ impl SleepableRing {
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
-        // ringcast patch (PATCHES.md): the main ring, where socket polls
-        // complete, is set up with IORING_SETUP_COOP_TASKRUN (Linux 5.19), so
-        // a completion arriving while this thread runs does not interrupt it
-        // with an inter-processor interrupt; it is delivered at the thread's
-        // next system call, which a busy server makes within microseconds.
-        // Older kernels refuse the flag, and get the upstream behaviour.
-        let ring = if name == "main" {
-            iou::IoUring::new_with_flags(
-                size as _,
-                iou::SetupFlags::COOP_TASKRUN,
-                iou::SetupFeatures::empty(),
-            )
-            .or_else(|_| iou::IoUring::new(size as _))?
-        } else {
-            iou::IoUring::new(size as _)?
-        };
         Ok(SleepableRing {
-            ring,
+            ring: iou::IoUring::new(size as _)?,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1310,6 +1294,13 @@ macro_rules! flush_cancellations {
         )*
     }}
 }
+
+/// How much later than needed a kept latency-ring timer may fire (ringcast
+/// patch, PATCHES.md). A user timer's deadline is recomputed from a fresh
+/// clock reading on every call; without slack, microseconds of jitter between
+/// two readings would make a kept timer look late about half the time, and it
+/// would be cancelled and re-armed for the same deadline.
+const TIMER_KEEP_SLACK: Duration = Duration::from_millis(1);
 
 macro_rules! flush_rings {
     ($( $ring:expr ),+ ) => {{
@@ -1997,10 +1988,13 @@ impl Reactor {
     }
 
     /// Whether the latency-ring timer is armed, has not fired yet, and will
-    /// by `by`.
+    /// by `by` (give or take [`TIMER_KEEP_SLACK`]).
     fn latency_timer_fires_by(&self, by: Instant) -> bool {
         Self::pending(&self.latency_preemption_timeout_src)
-            && self.latency_timer_deadline.get().is_some_and(|at| at <= by)
+            && self
+                .latency_timer_deadline
+                .get()
+                .is_some_and(|at| at <= by + TIMER_KEEP_SLACK)
     }
 
     /// Arms the latency-ring timer to fire in `d` (the slot must be empty).
