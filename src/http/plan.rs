@@ -343,9 +343,14 @@ impl<'h, 'r, 'b, 'c> HeadWriter<'h, 'r, 'b, 'c> {
 
     fn content_length(&mut self, length: u64) {
         self.head.extend_from_slice(b"Content-Length: ");
-        self.head
-            .extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+        self.number(length);
         self.head.extend_from_slice(b"\r\n");
+    }
+
+    /// A decimal number, formatted without allocating.
+    fn number(&mut self, n: u64) {
+        self.head
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
 
     /// ETag, Last-Modified, and the fields a 304 must repeat (RFC 9110 §15.4.5):
@@ -373,16 +378,12 @@ impl<'h, 'r, 'b, 'c> HeadWriter<'h, 'r, 'b, 'c> {
     }
 
     fn content_range(&mut self, range: ByteRange, length: u64) {
-        let mut number = itoa::Buffer::new();
         self.head.extend_from_slice(b"Content-Range: bytes ");
-        self.head
-            .extend_from_slice(number.format(range.start).as_bytes());
+        self.number(range.start);
         self.head.push(b'-');
-        self.head
-            .extend_from_slice(number.format(range.end).as_bytes());
+        self.number(range.end);
         self.head.push(b'/');
-        self.head
-            .extend_from_slice(number.format(length).as_bytes());
+        self.number(length);
         self.head.extend_from_slice(b"\r\n");
     }
 

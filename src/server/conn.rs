@@ -129,7 +129,7 @@ impl Connection {
     /// gives up at once if the core starts draining. Returns 0 to close.
     async fn fill_while_idle(&mut self, core: &Core, stream: &mut TcpStream) -> io::Result<usize> {
         stream.set_read_timeout(Some(core.config.limits.idle_timeout))?;
-        let read = async { self.fill(stream).await.map(Some) };
+        let read = async { self.read.fill(stream).await.map(Some) };
         let drained = async {
             core.drain.wait().await;
             Ok(None)
@@ -152,7 +152,7 @@ impl Connection {
         let left = deadline.saturating_duration_since(Instant::now());
         if !left.is_zero() {
             stream.set_read_timeout(Some(left))?;
-            match self.fill(stream).await {
+            match self.read.fill(stream).await {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
                 other => return other,
             }
@@ -193,11 +193,6 @@ impl Connection {
         .await
     }
 
-    /// Reads more bytes; returns 0 at end of stream.
-    async fn fill(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
-        self.read.fill(stream).await
-    }
-
     /// Drops the request's own content before the next request is parsed;
     /// each read may wait up to `timeout`.
     async fn skip_body(
@@ -216,7 +211,7 @@ impl Connection {
                 return Ok(());
             }
             stream.set_read_timeout(Some(timeout))?;
-            if self.fill(stream).await? == 0 {
+            if self.read.fill(stream).await? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }

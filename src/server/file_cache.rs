@@ -119,15 +119,12 @@ impl FileCache {
     }
 
     /// Drains the inotify queue (one non-blocking read when nothing changed)
-    /// and drops every entry an event concerns. Returns whether there were
-    /// events.
-    fn apply_changes(&self, inotify: &Inotify) -> bool {
-        let mut any = false;
+    /// and drops every entry an event concerns.
+    fn apply_changes(&self, inotify: &Inotify) {
         while let Ok(events) = inotify.read_events() {
             if events.is_empty() {
                 break;
             }
-            any = true;
             for event in events {
                 if event.mask.contains(AddWatchFlags::IN_IGNORED) {
                     self.forget_watch(event.wd);
@@ -164,7 +161,6 @@ impl FileCache {
                 }
             }
         }
-        any
     }
 
     fn insert(&self, inotify: &Inotify, key: &[u8], file: Rc<OpenFile>) {

@@ -58,7 +58,7 @@ impl fmt::Debug for MapSlot {
 
 impl MapSlot {
     /// Sends `head` then `len` bytes of the file at `offset` with one
-    /// non-blocking `sendmsg` (MSG_MORE if `more`), mapping the file
+    /// non-blocking `sendmsg`, mapping the file
     /// (`file_len` bytes, behind `fd`) first if needed. Returns the bytes the
     /// socket took, or `None` if the file cannot be mapped. The range must be
     /// within `file_len` and resident.
@@ -141,6 +141,15 @@ mod tests {
     use std::io::Read;
     use std::net::{TcpListener, TcpStream};
 
+    /// A temporary file holding `bytes`, open for reading.
+    fn file_with(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf, OwnedFd) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, bytes).unwrap();
+        let fd = OwnedFd::from(std::fs::File::open(&path).unwrap());
+        (dir, path, fd)
+    }
+
     fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -150,10 +159,7 @@ mod tests {
 
     #[test]
     fn sends_head_and_mapped_bytes_in_one_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, b"0123456789").unwrap();
-        let fd = OwnedFd::from(std::fs::File::open(&path).unwrap());
+        let (_dir, _, fd) = file_with(b"0123456789");
         let slot = MapSlot::default();
         let (server, mut client) = pair();
         let sent = slot
@@ -170,10 +176,7 @@ mod tests {
 
     #[test]
     fn a_file_that_shrank_gives_efault_not_a_signal() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, vec![1u8; 64 * 1024]).unwrap();
-        let fd = OwnedFd::from(std::fs::File::open(&path).unwrap());
+        let (_dir, path, fd) = file_with(&vec![1u8; 64 * 1024]);
         let slot = MapSlot::default();
         let (server, _client) = pair();
         assert!(slot.send(&server, b"", &fd, 64 * 1024, 0, 1).is_some());
@@ -191,10 +194,7 @@ mod tests {
 
     #[test]
     fn empty_files_are_never_mapped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, b"").unwrap();
-        let fd = OwnedFd::from(std::fs::File::open(&path).unwrap());
+        let (_dir, _, fd) = file_with(b"");
         let (server, _client) = pair();
         assert!(MapSlot::default()
             .send(&server, b"", &fd, 0, 0, 0)
