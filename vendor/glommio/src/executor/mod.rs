@@ -1325,15 +1325,18 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // ringcast patch (PATCHES.md): preempted before anything ran
+                // is not idle. Upstream returned false here, and the caller
+                // then parked with runnable tasks queued: they slept until
+                // some unrelated event woke the core. A kept preemption
+                // timer can fire right after `poll_io`, so this happened.
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
-            } else {
-                ran = true;
             }
+            ran = true;
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {

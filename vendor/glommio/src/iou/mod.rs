@@ -92,6 +92,9 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// Completions do not interrupt the task with an IPI; they are run at
+        /// its next transition to the kernel (Linux 5.19; ringcast patch).
+        const COOP_TASKRUN = 1 << 8;
     }
 }
 

@@ -904,8 +904,24 @@ impl SleepableRing {
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
+        // ringcast patch (PATCHES.md): the main ring, where socket polls
+        // complete, is set up with IORING_SETUP_COOP_TASKRUN (Linux 5.19), so
+        // a completion arriving while this thread runs does not interrupt it
+        // with an inter-processor interrupt; it is delivered at the thread's
+        // next system call, which a busy server makes within microseconds.
+        // Older kernels refuse the flag, and get the upstream behaviour.
+        let ring = if name == "main" {
+            iou::IoUring::new_with_flags(
+                size as _,
+                iou::SetupFlags::COOP_TASKRUN,
+                iou::SetupFeatures::empty(),
+            )
+            .or_else(|_| iou::IoUring::new(size as _))?
+        } else {
+            iou::IoUring::new(size as _)?
+        };
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
