@@ -286,6 +286,29 @@ fn atomic_replace_mid_transfer_finishes_the_old_file_and_serves_the_new() {
 }
 
 #[test]
+fn every_change_is_seen_by_the_very_next_request() {
+    let dir = fixture();
+    let server = server(dir.path(), &[]);
+    let live = dir.path().join("live.txt");
+    for round in 0..200 {
+        let body = format!("version {round}");
+        if round % 2 == 0 {
+            std::fs::write(&live, &body).unwrap();
+        } else {
+            let replacement = dir.path().join("live.tmp");
+            std::fs::write(&replacement, &body).unwrap();
+            std::fs::rename(&replacement, &live).unwrap();
+        }
+        let response = server.get("/live.txt", "");
+        assert_eq!(
+            String::from_utf8_lossy(&response.body),
+            body,
+            "round {round}: the open-file cache served a stale file"
+        );
+    }
+}
+
+#[test]
 fn garbage_and_pipelined_floods_do_not_hurt_anyone_else() {
     let dir = fixture();
     let server = server(dir.path(), &[]);

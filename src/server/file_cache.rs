@@ -6,7 +6,9 @@
 //! over its name). Before a cached entry is used, the core drains the inotify
 //! queue with one non-blocking `read` (EAGAIN when nothing changed), so any
 //! change that happened before the request arrived is seen by it: an atomic
-//! replace is served to the very next request. Entries also expire after
+//! replace is served to the very next request. The read is skipped while a
+//! [`ChangeBell`] on the queue is quiet, which is exact too (see its module).
+//! An overflowed queue (events lost) empties the cache. Entries also expire after
 //! [`MAX_AGE`], which bounds staleness for what inotify does not report
 //! (a rename of a grandparent directory); an expired entry whose path still
 //! opens the same file is kept, so its mapping and residency memos survive
@@ -14,12 +16,14 @@
 //! In-flight responses hold their own `Rc` of the open file, so invalidation
 //! never closes a file being sent.
 
+use super::change_bell::ChangeBell;
 use super::fs::{OpenFile, Root};
 use crate::http::error::FileError;
 use crate::http::path::CleanPath;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -62,6 +66,8 @@ struct Watched {
 pub struct FileCache {
     root: PathBuf,
     inotify: Option<Inotify>,
+    /// Rings when `inotify` may hold events; `None` means read it every time.
+    bell: Option<ChangeBell>,
     entries: RefCell<HashMap<Vec<u8>, Entry>>,
     watches: RefCell<HashMap<WatchDescriptor, Watched>>,
 }
@@ -73,9 +79,13 @@ impl FileCache {
         let inotify = enabled
             .then(|| Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok())
             .flatten();
+        let bell = inotify
+            .as_ref()
+            .and_then(|inotify| ChangeBell::new(inotify.as_fd().as_raw_fd()));
         FileCache {
             root,
             inotify,
+            bell,
             entries: RefCell::default(),
             watches: RefCell::default(),
         }
@@ -86,7 +96,7 @@ impl FileCache {
         let Some(inotify) = &self.inotify else {
             return root.open_file(path).map(Rc::new);
         };
-        self.apply_changes(inotify);
+        self.catch_up(inotify);
         if let Some(file) = self.fresh(&path.relative) {
             return Ok(file);
         }
@@ -118,6 +128,19 @@ impl FileCache {
         (entry.opened.elapsed() < MAX_AGE).then(|| entry.file.clone())
     }
 
+    /// Applies what changed since the last call: drains the inotify queue
+    /// when the bell rang (or there is none), then arms the bell again.
+    fn catch_up(&self, inotify: &Inotify) {
+        match &self.bell {
+            Some(bell) if !bell.rang() => {}
+            Some(bell) => {
+                self.apply_changes(inotify);
+                bell.arm();
+            }
+            None => self.apply_changes(inotify),
+        }
+    }
+
     /// Drains the inotify queue (one non-blocking read when nothing changed)
     /// and drops every entry an event concerns.
     fn apply_changes(&self, inotify: &Inotify) {
@@ -126,6 +149,10 @@ impl FileCache {
                 break;
             }
             for event in events {
+                if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                    self.clear(inotify);
+                    continue;
+                }
                 if event.mask.contains(AddWatchFlags::IN_IGNORED) {
                     self.forget_watch(event.wd);
                     continue;
@@ -227,6 +254,15 @@ impl FileCache {
             for key in watched.files {
                 entries.remove(&key);
             }
+        }
+    }
+
+    /// Drops every entry: after an overflow the queue no longer says which
+    /// files changed.
+    fn clear(&self, inotify: &Inotify) {
+        let keys: Vec<Vec<u8>> = self.entries.borrow().keys().cloned().collect();
+        for key in keys {
+            self.remove(inotify, &key);
         }
     }
 

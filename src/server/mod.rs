@@ -18,6 +18,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod change_bell;
 pub mod clock;
 pub mod conn;
 pub mod direct;
