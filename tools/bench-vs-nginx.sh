@@ -186,7 +186,7 @@ round_spread() {
 
 # One server's row of medians: server_row WORKLOAD SERVER LABEL.
 server_row() {
-  printf '| %s | %s | %s | %.1f | %.2f | %.0f | %s |\n' "$3" "$2" "$(rate "$(median "$1" "$2" 4)")" \
+  printf '| %s | %s | %s | %.1f | %.2f | %.1f | %s |\n' "$3" "$2" "$(rate "$(median "$1" "$2" 4)")" \
     "$(median "$1" "$2" 5)" "$(awk -v v="$(median "$1" "$2" 6)" 'BEGIN { print v / 1000 }')" \
     "$(median "$1" "$2" 7)" "$(total_errors "$1" "$2")"
 }

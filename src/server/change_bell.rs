@@ -84,27 +84,28 @@ mod tests {
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     use std::os::fd::{AsFd, AsRawFd};
 
-    fn watched_dir() -> (tempfile::TempDir, Inotify) {
+    /// A new directory, an inotify queue watching it, and an unarmed bell
+    /// on that queue.
+    fn watched_dir() -> (tempfile::TempDir, Inotify, ChangeBell) {
         let dir = tempfile::tempdir().unwrap();
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK).unwrap();
         inotify
             .add_watch(dir.path(), AddWatchFlags::IN_CREATE)
             .unwrap();
-        (dir, inotify)
+        let bell = ChangeBell::new(inotify.as_fd().as_raw_fd()).unwrap();
+        (dir, inotify, bell)
     }
 
     #[test]
     fn an_unarmed_bell_always_rings() {
-        let (_dir, inotify) = watched_dir();
-        let bell = ChangeBell::new(inotify.as_fd().as_raw_fd()).unwrap();
+        let (_dir, _inotify, bell) = watched_dir();
         assert!(bell.rang());
         assert!(bell.rang());
     }
 
     #[test]
     fn an_armed_bell_is_quiet_until_a_change_and_rings_once_for_it() {
-        let (dir, inotify) = watched_dir();
-        let bell = ChangeBell::new(inotify.as_fd().as_raw_fd()).unwrap();
+        let (dir, inotify, bell) = watched_dir();
         bell.arm();
         assert!(!bell.rang());
         std::fs::write(dir.path().join("new"), b"x").unwrap();
@@ -124,8 +125,7 @@ mod tests {
 
     #[test]
     fn arming_over_an_undrained_change_rings_at_once() {
-        let (dir, inotify) = watched_dir();
-        let bell = ChangeBell::new(inotify.as_fd().as_raw_fd()).unwrap();
+        let (dir, _inotify, bell) = watched_dir();
         std::fs::write(dir.path().join("early"), b"x").unwrap();
         bell.arm();
         assert!(bell.rang());
@@ -133,8 +133,7 @@ mod tests {
 
     #[test]
     fn a_change_made_by_another_thread_rings_after_our_next_system_call() {
-        let (dir, inotify) = watched_dir();
-        let bell = ChangeBell::new(inotify.as_fd().as_raw_fd()).unwrap();
+        let (dir, _inotify, bell) = watched_dir();
         bell.arm();
         let path = dir.path().join("from-elsewhere");
         std::thread::spawn(move || std::fs::write(path, b"x").unwrap())
