@@ -169,16 +169,6 @@ echo "bench-cold-hot: cold file in the page cache after dropping: $(cold_cached)
 stop_keeper
 
 # --- servers -------------------------------------------------------------------
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench-cold-hot: $2 does not listen on port $1; its log:" >&2
-  cat "$3" >&2 2>/dev/null || true
-  exit 1
-}
-
 servers=()                # names, in table order
 declare -A port_of pid_of
 next_port=18180
@@ -192,7 +182,7 @@ start_ringcast() {
     --cpus "$server_cpu" "$@" >"$log" 2>&1 &
   pids+=("$!")
   port_of[$name]=$port; pid_of[$name]=$!
-  wait_port "$port" "$name" "$log"
+  wait_port "$port" "$log"
   servers+=("$name")
 }
 
@@ -212,7 +202,7 @@ start_nginx() {
     >"$ndir/stdout.log" 2>&1 &
   pids+=("$!")
   port_of[$name]=$port; pid_of[$name]=$!
-  wait_port "$port" "$name" "$ndir/error.log"
+  wait_port "$port" "$ndir/error.log"
   servers+=("$name")
 }
 

@@ -69,11 +69,7 @@ start_ringcast() { # mode port
   taskset -c "$server_cpu" "$ringcast" --root "$dir" --listen "127.0.0.1:$2" \
     --cpus "$server_cpu" --io "$1" >"$dir/ringcast-$1.log" 2>&1 &
   pids+=("$!")
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench-direct: ringcast --io $1 did not start" >&2; cat "$dir/ringcast-$1.log" >&2; exit 1
+  wait_port "$2" "$dir/ringcast-$1.log"
 }
 direct_port=$(free_port 18380)
 start_ringcast direct "$direct_port"

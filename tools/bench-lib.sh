@@ -41,6 +41,19 @@ free_port() {
   echo "$port"
 }
 
+# Waits up to 10 s for something to listen on 127.0.0.1:PORT; if nothing
+# does, prints the given logs and exits: wait_port PORT [LOG...].
+wait_port() {
+  local port=$1; shift
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "$bench_name: nothing listens on port $port; logs:" >&2
+  [ $# -eq 0 ] || cat "$@" >&2 2>/dev/null || true
+  exit 1
+}
+
 # utime + stime of a process in clock ticks (fields 14 and 15 of
 # /proc/PID/stat, counted after the ")" that ends the command name).
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }

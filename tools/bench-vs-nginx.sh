@@ -101,18 +101,10 @@ taskset -c "$server_cpu" "$ringcast" --root "$root" --listen "127.0.0.1:$rc_port
 rc_pid=$!
 pids+=("$rc_pid")
 
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench-vs-nginx: nothing listens on port $1" >&2
-  cat "$dir/nginx/error.log" "$dir/ringcast.log" >&2 2>/dev/null || true
-  exit 1
-}
-wait_port "$rc_port"
-wait_port "$ng_port"
-[ "$control" -eq 0 ] || wait_port "$nb_port"
+logs=("$dir/nginx/error.log" "$dir/ringcast.log")
+wait_port "$rc_port" "${logs[@]}"
+wait_port "$ng_port" "${logs[@]}"
+[ "$control" -eq 0 ] || wait_port "$nb_port" "${logs[@]}" "$dir/nginx-b/error.log"
 
 port_of() { case "$1" in ringcast) echo "$rc_port" ;; nginx) echo "$ng_port" ;; *) echo "$nb_port" ;; esac; }
 pid_of() { case "$1" in ringcast) echo "$rc_pid" ;; nginx) echo "$ng_pid" ;; *) echo "$nb_pid" ;; esac; }

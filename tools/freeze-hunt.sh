@@ -38,7 +38,7 @@ port=$(free_port 19400)
 taskset -c "$server_cpu" "$ringcast" --root "$work/root" --listen "127.0.0.1:$port" \
   --cpus "$server_cpu" "$@" 2> "$work/server.log" &
 server=$!
-for _ in $(seq 100); do grep -q "http://" "$work/server.log" && break; sleep 0.05; done
+wait_port "$port" "$work/server.log"
 url="http://127.0.0.1:$port/media.mp4"
 
 # What a frozen core is doing, from outside.
