@@ -7,6 +7,10 @@
 //!    head (sent with MSG_MORE), corked when long (see [`CORK_MIN`]).
 //!    Residency is asked of `server::residency`; `sendfile` never sees a page
 //!    that is not in the page cache, so it never waits for the disk.
+//!    A `sendfile` that takes fewer bytes than offered has filled the socket:
+//!    the connection then parks on the socket's writability (a POLLOUT poll
+//!    through glommio's ring, as nginx waits for EPOLLOUT) before the next
+//!    one, instead of trying again only to be told EAGAIN.
 //! 3. Everything else is read into the send buffer behind the head: inline
 //!    with `preadv2(RWF_NOWAIT)` when resident (it returns what the page
 //!    cache holds or EAGAIN, never blocks), else through io_uring (glommio's
@@ -44,15 +48,18 @@ const ZERO_COPY_MIN: u64 = 32 * 1024;
 /// loopback: 1.5 GB/s uncorked, 3.2 GB/s corked). Short ranges skip the
 /// two extra syscalls: their one `sendfile` pushes once, at its end.
 const CORK_MIN: u64 = 256 * 1024;
-/// Bytes per `sendfile` call: bounds the time one call holds the core.
-const SENDFILE_MAX: u64 = 1024 * 1024;
+/// Bytes per `sendfile` call: bounds the time one call holds the core (about
+/// 0.4 ms here), as nginx's `sendfile_max_chunk` (2m) does. 1, 2, 4 and 8 MiB
+/// measured the same CPU per whole-file download (docs/benchmarks.md).
+const SENDFILE_MAX: u64 = 2 * 1024 * 1024;
 /// A response yields the core to the others after this many bytes, so
 /// streams that never fill their socket still take turns (as nginx's
 /// `sendfile_max_chunk` does): fair shares, and concurrent readers of one
 /// file stay close together, sharing the CPU cache.
-const TURN_BYTES: u64 = 1024 * 1024;
-/// When the socket is full, this much is copied through glommio's write path,
-/// which parks the task until the socket takes bytes again.
+const TURN_BYTES: u64 = 2 * 1024 * 1024;
+/// When a socket that polled writable still refuses `sendfile`, this much is
+/// copied through glommio's write path, which parks the task until the socket
+/// takes bytes again.
 const PARK_SLICE: usize = 4 * 1024;
 /// Smallest paced write: below this, per-write overhead dominates.
 const MIN_PACED_CHUNK: usize = 4 * 1024;
@@ -272,17 +279,27 @@ impl<'a> Transfer<'a> {
             }
         }
         let end = range.end + 1;
+        // The last step was a wait for writability.
+        let mut woken = false;
         while offset < end {
             if self.zero_copy && end - offset >= ZERO_COPY_MIN {
                 match self.send_resident(file, offset, end, pending).await? {
-                    ZeroCopy::Sent(n) => {
-                        offset += n;
+                    ZeroCopy::Sent { bytes, filled } => {
+                        offset += bytes;
+                        woken = filled && self.wait_writable().await?;
+                        continue;
+                    }
+                    ZeroCopy::SocketFull if !woken => {
+                        woken = self.wait_writable().await?;
                         continue;
                     }
                     ZeroCopy::SocketFull => {
-                        // A small copied write parks on POLLOUT until there is
-                        // room. Corked, it joins the next sendfile's segments
+                        // Writable by poll, yet full to sendfile (TCP memory
+                        // pressure can do that): a small copied write through
+                        // glommio's write path parks until bytes really move.
+                        // Corked, it joins the next sendfile's segments
                         // instead of going out as a small packet of its own.
+                        woken = false;
                         self.cork()?;
                         offset += self
                             .copy_chunk(file, offset, end, PARK_SLICE, pending)
@@ -290,7 +307,7 @@ impl<'a> Transfer<'a> {
                         self.flush(pending).await?;
                         continue;
                     }
-                    ZeroCopy::NotResident => {}
+                    ZeroCopy::NotResident => woken = false,
                 }
             }
             if pending.len() >= self.chunk {
@@ -423,8 +440,12 @@ impl<'a> Transfer<'a> {
         self.first_byte.get_or_insert(self.last - self.started);
         self.sent += n as u64;
         self.body_zero_copy += n as u64;
-        self.end_turn_after(n as u64).await;
-        Ok(ZeroCopy::Sent(n as u64))
+        let bytes = n as u64;
+        let filled = bytes < len;
+        if !filled {
+            self.end_turn_after(bytes).await;
+        }
+        Ok(ZeroCopy::Sent { bytes, filled })
     }
 
     /// Sets TCP_CORK for the rest of this response (cleared in [`Self::send`]).
@@ -480,14 +501,23 @@ impl<'a> Transfer<'a> {
         let result = self.stream.write_all(bytes).await;
         let step = self.lap();
         self.socket_time += step;
-        result.map_err(|e| match e.kind() {
-            io::ErrorKind::TimedOut => SendError::SendTimeout,
-            _ => SendError::Socket(e),
-        })?;
+        result.map_err(socket_error)?;
         self.first_byte.get_or_insert(self.last - self.started);
         self.sent += bytes.len() as u64;
         self.end_turn_after(bytes.len() as u64).await;
         Ok(())
+    }
+
+    /// Parks until the socket polls writable (POLLOUT), within the send
+    /// timeout; returns `true` (the caller's "woken"). Parked, this response
+    /// has let the others run, so its turn starts over.
+    async fn wait_writable(&mut self) -> Result<bool, SendError> {
+        let result = self.stream.writable().await;
+        let step = self.lap();
+        self.socket_time += step;
+        self.turn = 0;
+        result.map_err(socket_error)?;
+        Ok(true)
     }
 
     /// Counts `sent` bytes toward this response's turn and, once it has had
@@ -521,6 +551,14 @@ impl Transfer<'_> {
             glommio::timer::sleep(due - now).await;
         }
         true
+    }
+}
+
+/// A failed or timed-out write, as a [`SendError`].
+fn socket_error(error: io::Error) -> SendError {
+    match error.kind() {
+        io::ErrorKind::TimedOut => SendError::SendTimeout,
+        _ => SendError::Socket(error),
     }
 }
 
@@ -614,7 +652,9 @@ fn refused_direct(error: &io::Error) -> bool {
 
 /// What one zero-copy attempt did.
 enum ZeroCopy {
-    Sent(u64),
+    /// `bytes` went out; `filled`: fewer than offered, so the socket's
+    /// buffer is now full and the next `sendfile` would fail.
+    Sent { bytes: u64, filled: bool },
     /// The socket's buffer is full: park, then try again.
     SocketFull,
     /// Not (all) in the page cache: take the copy path, which reads it

@@ -298,6 +298,28 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Poll::Pending
     }
 
+    /// Ready once the socket polls writable (POLLOUT), within the write
+    /// timeout. For callers that write by other means (`sendfile`) and need
+    /// to park until the socket has room, which `poll_write` cannot do: it
+    /// sends whenever any room at all exists. (ringcast patch.)
+    pub(crate) fn poll_writable(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        let reactor = self.reactor.upgrade().unwrap();
+        let reactor = reactor.as_ref();
+        if let Some(result) = self.source_tx.as_ref().and_then(|src| src.result()) {
+            self.source_tx.take();
+            self.write_timeout.cancel_timer(reactor);
+            return Poll::Ready(result.map(|_| ()));
+        }
+        poll_err!(self.write_timeout.check(reactor));
+        if self.source_tx.is_none() {
+            self.source_tx = Some(reactor.poll_write_ready(self.stream.as_raw_fd()));
+        }
+        let source = self.source_tx.as_ref().unwrap();
+        source.add_waiter_single(cx.waker());
+        self.write_timeout.maybe_set_timer(reactor, cx.waker());
+        Poll::Pending
+    }
+
     pub(crate) fn poll_write(&mut self, cx: &Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         // On the write path, we always start with calling `yolo_send`, because
         // it is very likely to success. It could be a waste if it already timed
@@ -459,6 +481,10 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
 
     pub(crate) fn poll_write(&mut self, cx: &Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.stream.poll_write(cx, buf)
+    }
+
+    pub(crate) fn poll_writable(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_writable(cx)
     }
 
     pub(crate) fn poll_flush(&self, _cx: &Context<'_>) -> Poll<io::Result<()>> {

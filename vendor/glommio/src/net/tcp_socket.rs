@@ -652,6 +652,13 @@ impl<B: RxBuf> TcpStream<B> {
         self.stream.peek(buf).await.map_err(Into::into)
     }
 
+    /// Waits until the socket polls writable (POLLOUT), within the write
+    /// timeout, without writing anything: for callers that write by other
+    /// means, such as `sendfile(2)` on the raw fd. (ringcast patch.)
+    pub async fn writable(&mut self) -> io::Result<()> {
+        futures_lite::future::poll_fn(|cx| self.stream.poll_writable(cx)).await
+    }
+
     /// Returns the socket address of the remote peer of this TCP connection.
     ///
     /// # Examples
