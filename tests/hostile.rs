@@ -452,13 +452,27 @@ fn running_out_of_descriptors_backs_off_and_recovers() {
 #[test]
 fn sigterm_stops_accepting_and_lets_downloads_finish() {
     let dir = fixture();
-    let mut server = server(dir.path(), &["--send-timeout", "10s", "--cpus", "0"]);
+    // A long idle timeout: idle connections must close because of the drain.
+    let flags = [
+        "--send-timeout",
+        "10s",
+        "--idle-timeout",
+        "30s",
+        "--cpus",
+        "0",
+    ];
+    let mut server = server(dir.path(), &flags);
     let addr = server.addr;
     let mut download = server.connect();
     download
         .write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     let mut idle = server.connect();
+    let mut served_then_idle = server.connect();
+    served_then_idle
+        .write_all(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut served_then_idle, false).status, 200);
     let mut first = vec![0u8; 64 * 1024];
     download.read_exact(&mut first).unwrap();
     unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
@@ -468,6 +482,10 @@ fn sigterm_stops_accepting_and_lets_downloads_finish() {
         "still accepting after SIGTERM"
     );
     assert!(is_closed(&mut idle), "idle connections are closed at once");
+    assert!(
+        is_closed(&mut served_then_idle),
+        "so are keep-alive connections between requests"
+    );
     let mut chain = first.as_slice().chain(&mut download);
     let response = read_response(&mut chain, false);
     assert!(

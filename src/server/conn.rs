@@ -23,6 +23,7 @@ use crate::http::plan::{
 };
 use crate::http::request::{self, BodyFraming, Request, MAX_HEAD};
 use crate::metrics::{ErrorKind, RequestTimes};
+use event_listener::EventListener;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::io;
@@ -46,6 +47,7 @@ pub async fn serve(core: &Core, mut stream: TcpStream) {
             .access_log
             .as_ref()
             .and_then(|_| stream.peer_addr().ok()),
+        drain: None,
     };
     let _ = conn.run(core, &mut stream).await;
     let _ = stream.close().await;
@@ -60,6 +62,8 @@ struct Connection {
     served: u64,
     /// The client's address, looked up only for the access log.
     peer: Option<SocketAddr>,
+    /// Kept across idle waits (see `Drain::wait_with`).
+    drain: Option<EventListener>,
 }
 
 /// How a request's exchange ended.
@@ -131,7 +135,7 @@ impl Connection {
         stream.set_read_timeout(Some(core.config.limits.idle_timeout))?;
         let read = async { self.read.fill(stream).await.map(Some) };
         let drained = async {
-            core.drain.wait().await;
+            core.drain.wait_with(&mut self.drain).await;
             Ok(None)
         };
         match future::or(read, drained).await {
@@ -174,7 +178,7 @@ impl Connection {
             started: Instant::now(),
             peer: self.peer,
         };
-        let reading = core.clock.now();
+        let reading = core.clock.now(exchange.started);
         let ctx = Context {
             clock: super::clock::clock(&reading),
             policy: &core.config.policy,
@@ -312,7 +316,7 @@ async fn respond(
         .request
         .expect("respond is only called with a parsed request");
     head.clear();
-    let reading = core.clock.now();
+    let reading = core.clock.now(exchange.started);
     let ctx = Context {
         clock: super::clock::clock(&reading),
         policy: &core.config.policy,
@@ -320,7 +324,7 @@ async fn respond(
     let (plan, file) = match route(request, ctx.policy) {
         Err(error) => (plan_error(error, Some(request), &ctx, head), None),
         Ok(Route::Preflight) => (plan_preflight(request, &ctx, head), None),
-        Ok(Route::File(path)) => match core.files.open(&core.root, &path) {
+        Ok(Route::File(path)) => match core.files.open(&core.root, &path, exchange.started) {
             Ok(file) => {
                 let (file, encoding) = choose_sidecar(core, request, &path, file);
                 (

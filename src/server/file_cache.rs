@@ -92,16 +92,21 @@ impl FileCache {
     }
 
     /// The open file at `path`, from the cache when it is still current.
-    pub fn open(&self, root: &Root, path: &CleanPath) -> Result<Rc<OpenFile>, FileError> {
+    pub fn open(
+        &self,
+        root: &Root,
+        path: &CleanPath,
+        now: Instant,
+    ) -> Result<Rc<OpenFile>, FileError> {
         let Some(inotify) = &self.inotify else {
             return root.open_file(path).map(Rc::new);
         };
         self.catch_up(inotify);
-        if let Some(file) = self.fresh(&path.relative) {
+        if let Some(file) = self.fresh(&path.relative, now) {
             return Ok(file);
         }
         let opened = root.open_file(path)?;
-        if let Some(file) = self.revalidate(&path.relative, &opened) {
+        if let Some(file) = self.revalidate(&path.relative, &opened, now) {
             return Ok(file);
         }
         let file = Rc::new(opened);
@@ -112,20 +117,20 @@ impl FileCache {
     /// An expired entry whose path still opens the very same file (inode,
     /// size, modification time) is kept, with its mapping and residency
     /// memos, and trusted for another [`MAX_AGE`]; `opened` is then closed.
-    fn revalidate(&self, key: &[u8], opened: &OpenFile) -> Option<Rc<OpenFile>> {
+    fn revalidate(&self, key: &[u8], opened: &OpenFile, now: Instant) -> Option<Rc<OpenFile>> {
         let mut entries = self.entries.borrow_mut();
         let entry = entries.get_mut(key)?;
         if entry.file.meta != opened.meta {
             return None;
         }
-        entry.opened = Instant::now();
+        entry.opened = now;
         Some(entry.file.clone())
     }
 
-    fn fresh(&self, key: &[u8]) -> Option<Rc<OpenFile>> {
+    fn fresh(&self, key: &[u8], now: Instant) -> Option<Rc<OpenFile>> {
         let entries = self.entries.borrow();
         let entry = entries.get(key)?;
-        (entry.opened.elapsed() < MAX_AGE).then(|| entry.file.clone())
+        (now.saturating_duration_since(entry.opened) < MAX_AGE).then(|| entry.file.clone())
     }
 
     /// Applies what changed since the last call: drains the inotify queue
@@ -320,7 +325,7 @@ mod tests {
 
     fn open(cache: &FileCache, root: &Root, target: &str) -> Rc<OpenFile> {
         cache
-            .open(root, &clean(target.as_bytes()).unwrap())
+            .open(root, &clean(target.as_bytes()).unwrap(), Instant::now())
             .unwrap()
     }
 
@@ -389,7 +394,9 @@ mod tests {
         assert_eq!(open(&cache, &root, "/sub/a.mp4").meta.len, 2);
         std::fs::remove_file(&path).unwrap();
         assert_eq!(
-            cache.open(&root, &clean(b"/sub/a.mp4").unwrap()).err(),
+            cache
+                .open(&root, &clean(b"/sub/a.mp4").unwrap(), Instant::now())
+                .err(),
             Some(FileError::NotFound)
         );
     }

@@ -5,7 +5,7 @@
 //! begun. Process-wide: [`Signals`] turns the first SIGTERM/SIGINT into a flag
 //! the cores poll and the second into an immediate exit.
 
-use event_listener::Event;
+use event_listener::{Event, EventListener};
 use nix::sys::signal::{SigSet, Signal};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -81,12 +81,23 @@ impl Drain {
 
     /// Completes once draining has begun.
     pub async fn wait(&self) {
+        self.wait_with(&mut None).await;
+    }
+
+    /// [`Self::wait`] with a listener the caller keeps between waits: a
+    /// connection waits for drain beside every read of a request, and one
+    /// listener for its life costs less than one registered per request.
+    pub async fn wait_with(&self, listener: &mut Option<EventListener>) {
         while !self.started.get() {
-            let listener = self.event.listen();
-            if self.started.get() {
-                break;
+            match listener {
+                // Notified: draining has begun (checked by the loop).
+                Some(waiting) => {
+                    waiting.await;
+                    *listener = None;
+                }
+                // Listen first, then check: a `begin` in between is not lost.
+                None => *listener = Some(self.event.listen()),
             }
-            listener.await;
         }
     }
 }

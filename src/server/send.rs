@@ -427,6 +427,9 @@ impl<'a> Transfer<'a> {
         let n = unsafe { libc::sendfile(socket, fd, &mut file_offset, len as usize) };
         let step = self.lap();
         self.socket_time += step;
+        if n > 0 || self.sent > 0 {
+            self.first_byte.get_or_insert(self.last - self.started);
+        }
         if n < 0 {
             let error = io::Error::last_os_error();
             return match error.raw_os_error() {
@@ -437,7 +440,6 @@ impl<'a> Transfer<'a> {
         if n == 0 {
             return Err(SendError::Truncated);
         }
-        self.first_byte.get_or_insert(self.last - self.started);
         self.sent += n as u64;
         self.body_zero_copy += n as u64;
         let bytes = n as u64;
@@ -459,6 +461,8 @@ impl<'a> Transfer<'a> {
 
     /// Sends `pending` with MSG_MORE so the kernel holds it for the bytes that
     /// follow; whatever the socket does not take at once goes through glommio.
+    /// Untimed: the kernel holds these bytes until the next step's, and that
+    /// step's lap (and first byte) covers both, for one clock reading less.
     async fn send_corked(&mut self, pending: &mut Vec<u8>) -> Result<(), SendError> {
         if pending.is_empty() {
             return Ok(());
@@ -473,10 +477,7 @@ impl<'a> Transfer<'a> {
                 flags,
             )
         };
-        let step = self.lap();
-        self.socket_time += step;
         if n > 0 {
-            self.first_byte.get_or_insert(self.last - self.started);
             self.sent += n as u64;
             pending.drain(..n as usize);
         }
