@@ -263,7 +263,7 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
     loop {
         core.connections.below(limits.max_conns).await;
         match listener.accept().await {
-            Ok(stream) => {
+            Ok(mut stream) => {
                 last_error_log = None;
                 core.metrics.accepted();
                 let _ = stream.set_nodelay(true);
@@ -274,6 +274,8 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
                     nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
                 );
                 let _ = stream.set_write_timeout(Some(limits.send_timeout));
+                // Requests arrive through io_uring RECVs: no recv(2) per request.
+                stream.set_ring_recv(true);
                 let core = core.clone();
                 let slot = core.connections.register();
                 glommio::spawn_local(async move {

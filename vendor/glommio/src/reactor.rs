@@ -526,6 +526,15 @@ impl Reactor {
         Ok(source)
     }
 
+    /// A RECV of up to `size` bytes on the main ring, for a stream read
+    /// through the ring (see `NonBufferedStream::poll_read_ring`).
+    /// (ringcast patch.)
+    pub(crate) fn stream_recv(&self, fd: RawFd, size: usize, buffer: Option<DmaBuffer>) -> Source {
+        let source = self.new_source(fd, SourceType::StreamRecv(buffer), None);
+        self.sys.stream_recv(&source, size);
+        source
+    }
+
     pub(crate) fn recv(&self, fd: RawFd, size: usize, flags: MsgFlags) -> Source {
         let source = self.new_source(fd, SourceType::SockRecv(None), None);
         self.sys.recv(&source, size, flags);

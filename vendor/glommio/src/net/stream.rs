@@ -223,9 +223,86 @@ pub(crate) struct NonBufferedStream<S> {
     source_rx: Option<Source>,
     write_timeout: Timeout,
     read_timeout: Timeout,
+    /// Reads go through io_uring RECVs instead of a readiness poll and a
+    /// `recv(2)` (see `poll_read_ring`). (ringcast patch.)
+    ring_recv: bool,
+    /// What a ring RECV brought beyond the caller's buffer: (data, from, to).
+    rx_stash: Option<(sys::DmaBuffer, usize, usize)>,
+    /// The last RECV's buffer, for the next one.
+    rx_spare: Option<sys::DmaBuffer>,
 }
 
 impl<S: AsRawFd> NonBufferedStream<S> {
+    /// Bytes a ring RECV asks for when armed ahead of a read.
+    const RING_RECV_SIZE: usize = 4096;
+
+    pub(crate) fn set_ring_recv(&mut self, on: bool) {
+        self.ring_recv = on;
+    }
+
+    /// `poll_read` through the ring: each read that drains the socket arms a
+    /// RECV for the next, which the kernel completes when bytes arrive, so a
+    /// request costs no `recv(2)` and no separate readiness completion.
+    /// (ringcast patch.)
+    fn poll_read_ring(&mut self, cx: &Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if let Some((data, from, to)) = self.rx_stash.as_mut() {
+            let n = (*to - *from).min(buf.len());
+            buf[..n].copy_from_slice(&data.as_bytes()[*from..*from + n]);
+            *from += n;
+            if *from == *to {
+                self.rx_spare = self.rx_stash.take().map(|(data, _, _)| data);
+            }
+            return Poll::Ready(Ok(n));
+        }
+        let reactor = self.reactor.upgrade().unwrap();
+        let reactor = reactor.as_ref();
+        if let Some(source) = self.source_rx.as_ref() {
+            let Some(result) = source.result() else {
+                poll_err!(self.read_timeout.check(reactor));
+                source.add_waiter_single(cx.waker());
+                self.read_timeout.maybe_set_timer(reactor, cx.waker());
+                return Poll::Pending;
+            };
+            let source = self.source_rx.take().unwrap();
+            self.read_timeout.cancel_timer(reactor);
+            let received = poll_err!(result);
+            // Anything else is the readiness poll armed at creation: it says
+            // the socket is readable, and the `recv` below reads it.
+            if let SourceType::StreamRecv(Some(data)) = source.extract_source_type() {
+                let n = received.min(buf.len());
+                buf[..n].copy_from_slice(&data.as_bytes()[..n]);
+                if n < received {
+                    self.rx_stash = Some((data, n, received));
+                } else {
+                    self.rx_spare = Some(data);
+                    if received > 0 {
+                        self.arm_ring_recv(reactor);
+                    }
+                }
+                return Poll::Ready(Ok(n));
+            }
+        }
+        if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
+            let n = poll_err!(result);
+            if n > 0 && n < buf.len() {
+                self.arm_ring_recv(reactor);
+            }
+            return Poll::Ready(Ok(n));
+        }
+        poll_err!(self.read_timeout.check(reactor));
+        self.arm_ring_recv(reactor);
+        let source = self.source_rx.as_ref().unwrap();
+        source.add_waiter_single(cx.waker());
+        self.read_timeout.maybe_set_timer(reactor, cx.waker());
+        Poll::Pending
+    }
+
+    fn arm_ring_recv(&mut self, reactor: &Reactor) {
+        let spare = self.rx_spare.take();
+        let fd = self.stream.as_raw_fd();
+        self.source_rx = Some(reactor.stream_recv(fd, Self::RING_RECV_SIZE, spare));
+    }
+
     fn init(&mut self) {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
@@ -258,6 +335,9 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         cx: &Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        if self.ring_recv {
+            return self.poll_read_ring(cx, buf);
+        }
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
 
@@ -390,6 +470,9 @@ where
             source_rx: None,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
+            ring_recv: false,
+            rx_stash: None,
+            rx_spare: None,
         };
         stream.init();
         GlommioStream {
@@ -505,6 +588,10 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
 
     pub(crate) fn set_write_timeout(&self, dur: Option<Duration>) -> Result<()> {
         self.stream.write_timeout.set(dur)
+    }
+
+    pub(crate) fn set_ring_recv(&mut self, on: bool) {
+        self.stream.set_ring_recv(on)
     }
 
     pub(crate) fn set_read_timeout(&self, dur: Option<Duration>) -> Result<()> {

@@ -35,6 +35,9 @@ pub(crate) enum SourceType {
     PollAdd,
     SockSend(DmaBuffer),
     SockRecv(Option<DmaBuffer>),
+    /// A stream's RECV through the main ring, armed before data arrives
+    /// (IORING_RECVSEND_POLL_FIRST). (ringcast patch.)
+    StreamRecv(Option<DmaBuffer>),
     SockRecvMsg(
         Option<DmaBuffer>,
         libc::iovec,

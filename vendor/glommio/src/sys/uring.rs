@@ -76,6 +76,7 @@ enum UringOpDescriptor {
     SockSend(*const u8, usize, i32),
     SockSendMsg(*mut libc::msghdr, i32),
     SockRecv(usize, i32),
+    StreamRecv(usize),
     SockRecvMsg(usize, i32),
     Nop,
 }
@@ -400,6 +401,25 @@ fn fill_sqe<F>(
                         _ => unreachable!(),
                     };
                 });
+            }
+
+            UringOpDescriptor::StreamRecv(len) => {
+                // The stream hands its previous buffer back for reuse.
+                source_map.peek_source_mut(from_user_data(op.user_data), |mut src| {
+                    match &mut src.source_type {
+                        SourceType::StreamRecv(slot) => {
+                            let buf = slot.get_or_insert_with(|| {
+                                DmaBuffer::new(len).expect("failed to allocate buffer")
+                            });
+                            sqe.prep_recv(op.fd, buf.as_bytes_mut(), MsgFlags::empty());
+                        }
+                        _ => unreachable!(),
+                    };
+                });
+                // The data is not there yet (the caller just drained the
+                // socket): arm the poll first instead of a recv that fails.
+                const IORING_RECVSEND_POLL_FIRST: u16 = 1;
+                sqe.raw_mut().ioprio |= IORING_RECVSEND_POLL_FIRST;
             }
 
             UringOpDescriptor::SockRecvMsg(len, flags) => {
@@ -1549,6 +1569,18 @@ impl Reactor {
 
     pub(crate) fn recv(&self, source: &Source, len: usize, flags: MsgFlags) {
         let op = UringOpDescriptor::SockRecv(len, flags.bits());
+        queue_request_into_ring(
+            &mut *self.ring_for_source(source),
+            source,
+            op,
+            &mut self.source_map.borrow_mut(),
+        );
+    }
+
+    /// A stream's receive on the main ring (see `SourceType::StreamRecv`).
+    /// (ringcast patch.)
+    pub(crate) fn stream_recv(&self, source: &Source, len: usize) {
+        let op = UringOpDescriptor::StreamRecv(len);
         queue_request_into_ring(
             &mut *self.ring_for_source(source),
             source,
