@@ -62,7 +62,7 @@ struct Connection {
     served: u64,
     /// The client's address, looked up only for the access log.
     peer: Option<SocketAddr>,
-    /// Kept across idle waits (see `Drain::wait_with`).
+    /// Kept across idle waits (see `Drain::wait`).
     drain: Option<EventListener>,
 }
 
@@ -135,7 +135,7 @@ impl Connection {
         stream.set_read_timeout(Some(core.config.limits.idle_timeout))?;
         let read = async { self.read.fill(stream).await.map(Some) };
         let drained = async {
-            core.drain.wait_with(&mut self.drain).await;
+            core.drain.wait(&mut self.drain).await;
             Ok(None)
         };
         match future::or(read, drained).await {

@@ -79,15 +79,11 @@ impl Drain {
         self.started.get()
     }
 
-    /// Completes once draining has begun.
-    pub async fn wait(&self) {
-        self.wait_with(&mut None).await;
-    }
-
-    /// [`Self::wait`] with a listener the caller keeps between waits: a
-    /// connection waits for drain beside every read of a request, and one
-    /// listener for its life costs less than one registered per request.
-    pub async fn wait_with(&self, listener: &mut Option<EventListener>) {
+    /// Completes once draining has begun. `listener` is the caller's to keep
+    /// between waits: a connection waits for drain beside every read of a
+    /// request, and one listener for its life costs less than one registered
+    /// per request.
+    pub async fn wait(&self, listener: &mut Option<EventListener>) {
         while !self.started.get() {
             match listener {
                 // Notified: draining has begun (checked by the loop).

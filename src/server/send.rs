@@ -286,11 +286,15 @@ impl<'a> Transfer<'a> {
                 match self.send_resident(file, offset, end, pending).await? {
                     ZeroCopy::Sent { bytes, filled } => {
                         offset += bytes;
-                        woken = filled && self.wait_writable().await?;
+                        if filled {
+                            self.wait_writable().await?;
+                        }
+                        woken = filled;
                         continue;
                     }
                     ZeroCopy::SocketFull if !woken => {
-                        woken = self.wait_writable().await?;
+                        self.wait_writable().await?;
+                        woken = true;
                         continue;
                     }
                     ZeroCopy::SocketFull => {
@@ -510,15 +514,14 @@ impl<'a> Transfer<'a> {
     }
 
     /// Parks until the socket polls writable (POLLOUT), within the send
-    /// timeout; returns `true` (the caller's "woken"). Parked, this response
-    /// has let the others run, so its turn starts over.
-    async fn wait_writable(&mut self) -> Result<bool, SendError> {
+    /// timeout. Parked, this response has let the others run, so its turn
+    /// starts over.
+    async fn wait_writable(&mut self) -> Result<(), SendError> {
         let result = self.stream.writable().await;
         let step = self.lap();
         self.socket_time += step;
         self.turn = 0;
-        result.map_err(socket_error)?;
-        Ok(true)
+        result.map_err(socket_error)
     }
 
     /// Counts `sent` bytes toward this response's turn and, once it has had
