@@ -66,32 +66,98 @@ impl fmt::Display for PathError {
 impl std::error::Error for PathError {}
 
 /// Turns a raw request-target into a path under the root (rules in the module doc).
+/// Two passes over the path and one allocation, the result: the first pass
+/// finds any malformed escape or forbidden byte (an escape error wins, as if
+/// the whole path were decoded first), the second decodes and applies the
+/// segment rules straight into the result.
 pub fn clean(target: &[u8]) -> Result<CleanPath, PathError> {
     let path = path_of_target(target)?;
     let path = &path[..path
         .iter()
         .position(|&b| b == b'?' || b == b'#')
         .unwrap_or(path.len())];
-    let decoded = percent_decode(path)?;
-    if decoded.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'\\') {
-        return Err(PathError::ForbiddenByte);
-    }
-    let mut segments: Vec<&[u8]> = Vec::new();
-    for segment in decoded.split(|&b| b == b'/') {
-        match segment {
-            b"" | b"." => {}
-            b".." => {
-                segments.pop().ok_or(PathError::EscapesRoot)?;
-            }
-            _ => segments.push(segment),
+    check_bytes(path)?;
+    // Kept segments, each followed by a `/` (the last one is popped at the end).
+    let mut relative = Vec::with_capacity(path.len() + 1);
+    let mut segment_start = 0;
+    let mut bytes = path.iter();
+    loop {
+        let next = bytes.next().map(|&b| match b {
+            b'%' => decode_escape(&mut bytes),
+            b => b,
+        });
+        if next.is_some_and(|b| b != b'/') {
+            relative.extend(next);
+            continue;
+        }
+        end_segment(&mut relative, segment_start)?;
+        segment_start = relative.len();
+        if next.is_none() {
+            break;
         }
     }
-    if segments.iter().any(|s| s.starts_with(b".")) {
+    relative.pop();
+    let hidden = relative
+        .split(|&b| b == b'/')
+        .any(|segment| segment.starts_with(b"."));
+    if hidden {
         return Err(PathError::Hidden);
     }
-    Ok(CleanPath {
-        relative: segments.join(&b'/'),
-    })
+    Ok(CleanPath { relative })
+}
+
+/// Rules 3 and 4 without decoding into memory: a malformed escape anywhere,
+/// else a forbidden byte anywhere once decoded.
+fn check_bytes(path: &[u8]) -> Result<(), PathError> {
+    let mut forbidden = false;
+    let mut bytes = path.iter();
+    while let Some(&b) = bytes.next() {
+        let decoded = if b == b'%' {
+            let hi = bytes.next().and_then(|&h| hex_value(h));
+            let lo = bytes.next().and_then(|&l| hex_value(l));
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => hi << 4 | lo,
+                _ => return Err(PathError::BadEscape),
+            }
+        } else {
+            b
+        };
+        forbidden |= decoded < 0x20 || decoded == 0x7f || decoded == b'\\';
+    }
+    if forbidden {
+        return Err(PathError::ForbiddenByte);
+    }
+    Ok(())
+}
+
+/// The byte an escape `%XY` stands for, the `%` already taken; the escape
+/// is known to be well formed ([`check_bytes`]).
+fn decode_escape(bytes: &mut std::slice::Iter<'_, u8>) -> u8 {
+    let mut digit = || bytes.next().and_then(|&d| hex_value(d)).unwrap_or(0);
+    let hi = digit();
+    hi << 4 | digit()
+}
+
+/// Rule 5 for the segment `relative[segment_start..]`, just decoded: an empty
+/// or `.` segment is dropped, `..` drops itself and the kept segment before
+/// it (refused when there is none), any other is kept and followed by `/`.
+fn end_segment(relative: &mut Vec<u8>, segment_start: usize) -> Result<(), PathError> {
+    match &relative[segment_start..] {
+        b"" | b"." => relative.truncate(segment_start),
+        b".." => {
+            // The previous segment ends with the `/` at segment_start - 1.
+            let Some(before) = segment_start.checked_sub(1) else {
+                return Err(PathError::EscapesRoot);
+            };
+            let previous = relative[..before]
+                .iter()
+                .rposition(|&b| b == b'/')
+                .map_or(0, |i| i + 1);
+            relative.truncate(previous);
+        }
+        _ => relative.push(b'/'),
+    }
+    Ok(())
 }
 
 /// Rule 1: the path part of an origin-form or absolute-form target.
@@ -113,25 +179,6 @@ fn strip_prefix_ignore_case<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> 
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
-}
-
-/// Rule 3: one pass of percent-decoding.
-fn percent_decode(input: &[u8]) -> Result<Vec<u8>, PathError> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut bytes = input.iter();
-    while let Some(&b) = bytes.next() {
-        if b != b'%' {
-            out.push(b);
-            continue;
-        }
-        let hi = bytes.next().and_then(|&h| hex_value(h));
-        let lo = bytes.next().and_then(|&l| hex_value(l));
-        match (hi, lo) {
-            (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-            _ => return Err(PathError::BadEscape),
-        }
-    }
-    Ok(out)
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -264,9 +311,63 @@ mod tests {
             }
         }
 
+        /// The one-pass cleaner gives what decoding the whole path, then
+        /// splitting it into segments, gives (the obvious algorithm, kept
+        /// here as the model), error kinds included.
+        #[test]
+        fn cleaning_matches_the_decode_then_split_model(
+            pieces in prop::collection::vec(hostile_piece(), 0..24),
+            tail in ".{0,16}",
+        ) {
+            let target = format!("/{}{}", pieces.concat(), tail);
+            prop_assert_eq!(clean(target.as_bytes()), model_clean(target.as_bytes()));
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(target in prop::collection::vec(any::<u8>(), 0..64)) {
             let _ = clean(&target);
         }
+    }
+
+    /// Rules 2-6 the obvious way: decode everything, check, split, join.
+    fn model_clean(target: &[u8]) -> Result<CleanPath, PathError> {
+        let path = path_of_target(target)?;
+        let end = path
+            .iter()
+            .position(|&b| b == b'?' || b == b'#')
+            .unwrap_or(path.len());
+        let mut decoded = Vec::new();
+        let mut bytes = path[..end].iter();
+        while let Some(&b) = bytes.next() {
+            if b != b'%' {
+                decoded.push(b);
+                continue;
+            }
+            let hi = bytes.next().and_then(|&h| hex_value(h));
+            let lo = bytes.next().and_then(|&l| hex_value(l));
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => decoded.push(hi << 4 | lo),
+                _ => return Err(PathError::BadEscape),
+            }
+        }
+        if decoded.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'\\') {
+            return Err(PathError::ForbiddenByte);
+        }
+        let mut segments: Vec<&[u8]> = Vec::new();
+        for segment in decoded.split(|&b| b == b'/') {
+            match segment {
+                b"" | b"." => {}
+                b".." => {
+                    segments.pop().ok_or(PathError::EscapesRoot)?;
+                }
+                _ => segments.push(segment),
+            }
+        }
+        if segments.iter().any(|s| s.starts_with(b".")) {
+            return Err(PathError::Hidden);
+        }
+        Ok(CleanPath {
+            relative: segments.join(&b'/'),
+        })
     }
 }

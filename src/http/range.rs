@@ -26,6 +26,7 @@
 //!    and expect a 206 to learn the length from Content-Range.
 
 use super::request::{list_items, parse_decimal, trim_ows};
+use smallvec::SmallVec;
 
 /// Most range-specs in one `Range` field before we ignore it (rule 8).
 pub const MAX_RANGES: usize = 64;
@@ -82,8 +83,12 @@ pub enum Selection {
     Unsatisfiable,
 }
 
+/// The specs of one `Range` field. Players send one, so one or two are kept
+/// inline and the common request allocates nothing.
+pub type RangeSpecs = SmallVec<[RangeSpec; 2]>;
+
 /// Parses `ranges-specifier = range-unit "=" range-set` (rules 1-3).
-pub fn parse(value: &[u8]) -> Result<Vec<RangeSpec>, RangeError> {
+pub fn parse(value: &[u8]) -> Result<RangeSpecs, RangeError> {
     let eq = value
         .iter()
         .position(|&b| b == b'=')
@@ -91,7 +96,7 @@ pub fn parse(value: &[u8]) -> Result<Vec<RangeSpec>, RangeError> {
     if !trim_ows(&value[..eq]).eq_ignore_ascii_case(b"bytes") {
         return Err(RangeError::UnknownUnit);
     }
-    let mut specs = Vec::new();
+    let mut specs = RangeSpecs::new();
     for item in list_items(&value[eq + 1..]) {
         if specs.len() == MAX_RANGES {
             return Err(RangeError::TooMany);
@@ -137,7 +142,7 @@ pub fn resolve(specs: &[RangeSpec], length: u64) -> Selection {
     if length == 0 {
         return Selection::Full;
     }
-    let ranges: Vec<ByteRange> = specs
+    let ranges: SmallVec<[ByteRange; 2]> = specs
         .iter()
         .filter_map(|spec| satisfiable(*spec, length))
         .collect();

@@ -138,6 +138,14 @@ pub(crate) struct InnerSource {
 }
 
 impl InnerSource {
+    /// Whether this source's scheduler and I/O latencies are collected; only
+    /// then are its queued, submitted and fulfilled instants read (ringcast
+    /// patch, PATCHES.md change 9).
+    pub(crate) fn wants_latencies(&self) -> bool {
+        self.stats_collection
+            .is_some_and(|stats| stats.latency.is_some())
+    }
+
     pub(crate) fn update_source_type(&mut self, source_type: SourceType) -> SourceType {
         std::mem::replace(&mut self.source_type, source_type)
     }
