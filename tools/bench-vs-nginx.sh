@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ringcast against nginx, on the same core, with the same loadgen workloads.
 #
-#   tools/bench-vs-nginx.sh [--quick] [--rounds N] [--duration SECS] [--out FILE] [--no-wrk] [--control]
+#   tools/bench-vs-nginx.sh [--quick] [--rounds N] [--duration SECS] [--out FILE] [--no-wrk] [--control] [--together]
 #
 # Installs nginx and wrk (Debian packages) if missing, builds ringcast and
 # loadgen (release), writes a 512 MiB file of random bytes, and starts ringcast
@@ -20,6 +20,15 @@
 # CPU ratio against the first is what the machine's noise alone produces, the
 # band a ringcast ratio must clear to mean anything (a third more run time).
 #
+# --together loads the servers at the same time instead of in turn: in each
+# round every server gets its own loadgen, all of them started together on
+# the load CPU, while the servers share the server CPU. A shared VM's speed
+# drifts by tens of percent between runs seconds apart; run together, the
+# servers meet the same drift, so each round's CPU ratio holds still even
+# when the absolute numbers move. Requests/s then reflect a share of a CPU and
+# are not comparable with the alternating table; the CPU ratios are. The
+# fixed-rate row, which needs a core that idles, is left out.
+#
 # Default: 3 rounds of 5 s runs, about 6 minutes in all (3 without the wrk check).
 # --quick: 3 rounds of 2 s runs, about 3 minutes.
 # All load goes to 127.0.0.1; every run stops by itself.
@@ -31,6 +40,7 @@ duration=5
 out=""
 wrk_check=1
 control=0
+together=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) duration=2 ;;
@@ -39,7 +49,8 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift ;;
     --no-wrk) wrk_check=0 ;;
     --control) control=1 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --together) together=1 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "bench-vs-nginx: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -117,6 +128,12 @@ workloads=(
   # path is then part of every request's cost.
   "1 KiB ranges at 20,000/s, 64 conns|media.mp4|--range-size 1KiB -c 64 --rate 20000"
 )
+if [ "$together" -eq 1 ]; then
+  # The fixed-rate row measures a core that idles between requests; servers
+  # sharing the core never let it idle, so --together leaves that row out.
+  unset 'workloads[3]'
+  workloads=("${workloads[@]}")
+fi
 results="$dir/results.tsv"
 : > "$results"
 
@@ -131,12 +148,14 @@ measure() {
     --duration "${duration}s" --cpus "$load_cpu" --timeout 10s --json --quiet)
   after=$(ticks "$pid")
   requests=$(json_field requests "$report")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$server" "$round" \
+  line=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$name" "$server" "$round" \
     "$(json_field requests_per_sec "$report")" "$(json_field mb_per_sec "$report")" \
     "$(json_field p99 "$report")" \
     "$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')" \
-    "$(json_field total "$report")" >> "$results"
-  printf '  round %s  %-24s %-8s %s\n' "$round" "$name" "$server" "$(tail -1 "$results" | cut -f4-)" >&2
+    "$(json_field total "$report")")
+  # One short append per run: concurrent runs (--together) never interleave.
+  echo "$line" >> "$results"
+  printf '  round %s  %-24s %-8s %s\n' "$round" "$name" "$server" "$(cut -f4- <<<"$line")" >&2
 }
 
 echo "bench-vs-nginx: warming up" >&2
@@ -150,7 +169,14 @@ for round in $(seq "$rounds"); do
   if [ $((round % 2)) -eq 1 ]; then order=$servers; else order=$(tr ' ' '\n' <<<"$servers" | tac | xargs); fi
   for w in "${workloads[@]}"; do
     IFS='|' read -r name path args <<<"$w"
-    for server in $order; do measure "$name" "$path" "$args" "$server" "$round"; done
+    if [ "$together" -eq 1 ]; then
+      # Only these runs: a bare `wait` would also wait for the servers.
+      runs=()
+      for server in $order; do measure "$name" "$path" "$args" "$server" "$round" & runs+=($!); done
+      wait "${runs[@]}"
+    else
+      for server in $order; do measure "$name" "$path" "$args" "$server" "$round"; done
+    fi
   done
 done
 
@@ -261,7 +287,11 @@ if [ "$wrk_check" -eq 1 ]; then
 fi
 
 report() {
-  echo "Medians of $rounds alternating rounds of ${duration} s per run; server on CPU $server_cpu, loadgen on CPU $load_cpu."
+  if [ "$together" -eq 1 ]; then
+    echo "Medians of $rounds rounds of ${duration} s; in each round the servers were loaded at the same time (--together), all on CPU $server_cpu, each by its own loadgen, all on CPU $load_cpu."
+  else
+    echo "Medians of $rounds alternating rounds of ${duration} s per run; server on CPU $server_cpu, loadgen on CPU $load_cpu."
+  fi
   echo "A ratio row's last cell is the lowest and highest of that ratio's per-round values (CPU per request)."
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(lscpu | sed -n 's/^Model name: *//p' | head -1), $cpus CPUs, Linux $(uname -r);"
   echo "$(nginx -v 2>&1 | sed 's/.*: //'), ringcast $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
