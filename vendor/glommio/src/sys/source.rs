@@ -294,8 +294,18 @@ impl Source {
 
     // adds a waiter to the list. Useful for streams that have many futures waiting
     // on a single I/O source
+    //
+    // ringcast patch (PATCHES.md change 10): a task already waiting is not
+    // added again. Upstream pushed a clone on every poll, so a pending accept
+    // polled again and again by a task woken for other reasons (ringcast's
+    // core task polls its accept loop beside a 25 ms shutdown check) piled
+    // up clones until the task's i16 reference count overflowed, about 14
+    // minutes into an idle spell, and the core's thread panicked.
     pub(crate) fn add_waiter_many(&self, waker: Waker) {
-        self.inner.borrow_mut().wakers.waiters.push(waker)
+        let waiters = &mut self.inner.borrow_mut().wakers.waiters;
+        if !waiters.iter().any(|w| w.will_wake(&waker)) {
+            waiters.push(waker)
+        }
     }
 
     pub(super) fn is_installed(&self) -> Option<bool> {
