@@ -109,7 +109,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     drop(fs::Root::open(&config.root, config.follow_symlinks).map_err(ServerError::Root)?);
     raise_fd_limit();
     // Before any thread starts, so every thread inherits the blocked mask.
-    let signals = Signals::install().map_err(ServerError::Signals)?;
+    let signals = Signals::install(&config.cpus).map_err(ServerError::Signals)?;
     let sockets = listener::bind_all(config.listen, config.cpus.len(), config.backlog)?;
     let admin_listener = match config.observe.admin {
         Some(addr) => {
@@ -148,12 +148,13 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     )
     .map_err(ServerError::Observe)?;
     let mut executors = Vec::with_capacity(config.cpus.len());
-    for ((&cpu, socket), link) in config.cpus.iter().zip(sockets).zip(core_links) {
+    let cores = config.cpus.iter().zip(sockets).zip(core_links).enumerate();
+    for (index, ((&cpu, socket), link)) in cores {
         let config = config.clone();
         let signals = signals.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("ringcast-cpu{cpu}"))
-            .spawn(move || serve_core(cpu, config, socket, signals, link))
+            .spawn(move || serve_core(index, cpu, config, socket, signals, link))
             .map_err(|e| ServerError::Executor(cpu, e.to_string()))?;
         executors.push((cpu, handle));
     }
@@ -178,12 +179,15 @@ pub fn run(config: Config) -> Result<(), ServerError> {
 /// task; a panic in one is caught and ends only that connection.
 /// Returns the core's final metrics.
 async fn serve_core(
+    index: usize,
     cpu: usize,
     config: Config,
     socket: socket2::Socket,
     signals: Signals,
     link: admin::CoreLink,
 ) -> Option<Snapshot> {
+    // Watched from here until this function returns (see `Watchdog`).
+    let heartbeat = signals.heartbeat(index);
     let root = fs::Root::open(&config.root, config.follow_symlinks)
         .map_err(|e| eprintln!("ringcast: cannot open the root directory: {e}"))
         .ok()?;
@@ -229,7 +233,7 @@ async fn serve_core(
     }
     // SAFETY: the socket is bound and listening, and ownership moves here.
     let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
-    future::or(accept_loop(&core, &listener), signals.wait()).await;
+    future::or(accept_loop(&core, &listener), signals.wait(&heartbeat)).await;
     // Closing the listener makes the kernel send new connections to nobody:
     // every core closes its own at about the same moment.
     drop(listener);
