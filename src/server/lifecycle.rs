@@ -180,10 +180,9 @@ impl Signals {
     /// once; SIGUSR1 asks for the percentile tables.
     ///
     /// Between signals the thread looks at the heartbeats of the cores on
-    /// `cpus` every
-    /// [`WATCHDOG_TICK`] (until a stop is requested: draining cores leave
-    /// their loop) and exits the process with [`STALLED_EXIT`] if one has
-    /// stopped ([`Watchdog`]).
+    /// `cpus` every [`WATCHDOG_TICK`] (until a stop is requested: draining
+    /// cores leave their loop) and exits the process with [`STALLED_EXIT`]
+    /// if one has stopped ([`Watchdog`]).
     pub fn install(cpus: &[usize]) -> nix::Result<Signals> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGTERM);
@@ -204,21 +203,15 @@ impl Signals {
                 let mut first = true;
                 let mut watchdog = Watchdog::new(beats.len());
                 loop {
-                    let Some(signal) = wait_signal(&set, WATCHDOG_TICK) else {
-                        if !stop.load(Ordering::Relaxed) {
-                            let now: Vec<u64> =
-                                beats.iter().map(|b| b.load(Ordering::Relaxed)).collect();
-                            if let Some(core) = watchdog.look(&now) {
-                                eprintln!(
-                                    "ringcast: the core on CPU {} has not run its accept loop for {}s; \
-                                     exiting (status {STALLED_EXIT}) so a supervisor can restart the server",
-                                    cpus[core],
-                                    WATCHDOG_TICK.as_secs() * u64::from(STALLED_LOOKS)
-                                );
-                                std::process::exit(STALLED_EXIT);
+                    let signal = match wait_signal(&set, WATCHDOG_TICK) {
+                        Wait::Signal(signal) => signal,
+                        Wait::Interrupted => continue,
+                        Wait::TimedOut => {
+                            if !stop.load(Ordering::Relaxed) {
+                                exit_if_stalled(&mut watchdog, &beats, &cpus);
                             }
+                            continue;
                         }
-                        continue;
                     };
                     if signal == Signal::SIGUSR1 {
                         dump.store(true, Ordering::Relaxed);
@@ -277,9 +270,33 @@ impl Signals {
     }
 }
 
-/// The next of `set`'s signals, or `None` after `timeout` without one (or
-/// when interrupted).
-fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
+/// One watchdog look at the cores' heartbeats; ends the process if a core
+/// has stalled.
+fn exit_if_stalled(watchdog: &mut Watchdog, beats: &[AtomicU64], cpus: &[usize]) {
+    let now: Vec<u64> = beats.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+    if let Some(core) = watchdog.look(&now) {
+        eprintln!(
+            "ringcast: the core on CPU {} has not run its accept loop for {}s; \
+             exiting (status {STALLED_EXIT}) so a supervisor can restart the server",
+            cpus[core],
+            WATCHDOG_TICK.as_secs() * u64::from(STALLED_LOOKS)
+        );
+        std::process::exit(STALLED_EXIT);
+    }
+}
+
+/// What ended a wait for a signal.
+enum Wait {
+    Signal(Signal),
+    /// The timeout passed: a watchdog look is due.
+    TimedOut,
+    /// Anything else (EINTR): wait again, without a look, so looks never
+    /// come faster than the timeout.
+    Interrupted,
+}
+
+/// Waits up to `timeout` for one of `set`'s signals.
+fn wait_signal(set: &SigSet, timeout: Duration) -> Wait {
     let timeout = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -287,7 +304,13 @@ fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
     // SAFETY: `set` is a valid signal set and `timeout` outlives the call;
     // no siginfo is asked for.
     let signo = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &timeout) };
-    Signal::try_from(signo).ok()
+    if signo < 0 {
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) => Wait::TimedOut,
+            _ => Wait::Interrupted,
+        };
+    }
+    Signal::try_from(signo).map_or(Wait::Interrupted, Wait::Signal)
 }
 
 #[cfg(test)]
