@@ -131,8 +131,9 @@ workloads=(
 if [ "$together" -eq 1 ]; then
   # The fixed-rate row measures a core that idles between requests; servers
   # sharing the core never let it idle, so --together leaves that row out.
-  unset 'workloads[3]'
-  workloads=("${workloads[@]}")
+  closed_loop=()
+  for w in "${workloads[@]}"; do [[ $w == *--rate* ]] || closed_loop+=("$w"); done
+  workloads=("${closed_loop[@]}")
 fi
 results="$dir/results.tsv"
 : > "$results"

@@ -161,13 +161,21 @@ impl Watchdog {
 /// task, so a core that returns, or unwinds, is not taken for stalled; one
 /// whose task just stops being run keeps it, and is.
 pub struct Heartbeat {
-    signals: Signals,
+    beats: Arc<[AtomicU64]>,
     core: usize,
+}
+
+impl Heartbeat {
+    fn beat(&self) {
+        if let Some(beat) = self.beats.get(self.core) {
+            beat.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
-        if let Some(beat) = self.signals.beats.get(self.core) {
+        if let Some(beat) = self.beats.get(self.core) {
             beat.store(UNWATCHED, Ordering::Relaxed);
         }
     }
@@ -253,7 +261,7 @@ impl Signals {
             beat.store(0, Ordering::Relaxed);
         }
         Heartbeat {
-            signals: self.clone(),
+            beats: self.beats.clone(),
             core,
         }
     }
@@ -262,9 +270,7 @@ impl Signals {
     /// each poll a beat of `heartbeat`.
     pub async fn wait(&self, heartbeat: &Heartbeat) {
         while !self.stop_requested() {
-            if let Some(beat) = self.beats.get(heartbeat.core) {
-                beat.fetch_add(1, Ordering::Relaxed);
-            }
+            heartbeat.beat();
             glommio::timer::sleep(SHUTDOWN_POLL).await;
         }
     }

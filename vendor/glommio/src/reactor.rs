@@ -313,12 +313,8 @@ impl Reactor {
             .entry(id)
             .or_insert_with(|| (SmallVec::new(), None));
 
-        // ringcast patch (PATCHES.md change 10): once per waiting task, as
-        // `Source::add_waiter_many`; a spuriously re-polled receive must not
-        // pile up clones.
-        if !map.0.iter().any(|w| w.will_wake(&waker)) {
-            map.0.push(waker);
-        }
+        // ringcast patch (PATCHES.md change 10): once per waiting task.
+        crate::sys::push_waker_once(&mut map.0, waker);
     }
 
     pub(crate) fn alloc_dma_buffer(&self, size: usize) -> DmaBuffer {

@@ -232,6 +232,14 @@ pub(crate) struct NonBufferedStream<S> {
     rx_spare: Option<sys::DmaBuffer>,
 }
 
+/// Copies as much of `src` as fits into `buf`; returns how much.
+/// (ringcast patch.)
+fn copy_prefix(src: &[u8], buf: &mut [u8]) -> usize {
+    let n = src.len().min(buf.len());
+    buf[..n].copy_from_slice(&src[..n]);
+    n
+}
+
 impl<S: AsRawFd> NonBufferedStream<S> {
     /// Bytes a ring RECV asks for when armed ahead of a read.
     const RING_RECV_SIZE: usize = 4096;
@@ -246,8 +254,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     /// (ringcast patch.)
     fn poll_read_ring(&mut self, cx: &Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         if let Some((data, from, to)) = self.rx_stash.as_mut() {
-            let n = (*to - *from).min(buf.len());
-            buf[..n].copy_from_slice(&data.as_bytes()[*from..*from + n]);
+            let n = copy_prefix(&data.as_bytes()[*from..*to], buf);
             *from += n;
             if *from == *to {
                 self.rx_spare = self.rx_stash.take().map(|(data, _, _)| data);
@@ -269,8 +276,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
             // Anything else is the readiness poll armed at creation: it says
             // the socket is readable, and the `recv` below reads it.
             if let SourceType::StreamRecv(Some(data)) = source.extract_source_type() {
-                let n = received.min(buf.len());
-                buf[..n].copy_from_slice(&data.as_bytes()[..n]);
+                let n = copy_prefix(&data.as_bytes()[..received], buf);
                 if n < received {
                     self.rx_stash = Some((data, n, received));
                 } else {

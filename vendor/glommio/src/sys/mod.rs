@@ -550,6 +550,16 @@ pub(super) struct Latencies {
     pub(super) fulfilled_at: std::time::Instant,
 }
 
+/// Adds `waker` to `waiters` unless one already there wakes the same task.
+/// ringcast patch (PATCHES.md change 10): upstream pushed a clone on every
+/// poll, so a pending operation re-polled by a task woken for other reasons
+/// piled up clones until the task's i16 reference count overflowed.
+pub(crate) fn push_waker_once(waiters: &mut SmallVec<[Waker; 1]>, waker: Waker) {
+    if !waiters.iter().any(|w| w.will_wake(&waker)) {
+        waiters.push(waker);
+    }
+}
+
 /// Tasks interested in events on a source.
 #[derive(Debug)]
 pub(super) struct Wakers {

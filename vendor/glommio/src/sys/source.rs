@@ -296,16 +296,11 @@ impl Source {
     // on a single I/O source
     //
     // ringcast patch (PATCHES.md change 10): a task already waiting is not
-    // added again. Upstream pushed a clone on every poll, so a pending accept
-    // polled again and again by a task woken for other reasons (ringcast's
-    // core task polls its accept loop beside a 25 ms shutdown check) piled
-    // up clones until the task's i16 reference count overflowed, about 14
-    // minutes into an idle spell, and the core's thread panicked.
+    // added again (ringcast's core task polls its pending accept beside a
+    // 25 ms shutdown check; upstream's clones killed an idle core in about
+    // 14 minutes).
     pub(crate) fn add_waiter_many(&self, waker: Waker) {
-        let waiters = &mut self.inner.borrow_mut().wakers.waiters;
-        if !waiters.iter().any(|w| w.will_wake(&waker)) {
-            waiters.push(waker)
-        }
+        super::push_waker_once(&mut self.inner.borrow_mut().wakers.waiters, waker)
     }
 
     pub(super) fn is_installed(&self) -> Option<bool> {
