@@ -81,7 +81,14 @@ trap cleanup EXIT
 echo "bench-vs-nginx: writing a 512 MiB file in $root" >&2
 head -c 512M /dev/urandom > "$root/media.mp4"
 head -c 1024 /dev/urandom > "$root/small.bin"
-cat "$root/media.mp4" > /dev/null  # into the page cache: both servers serve from it
+# Into the page cache the way an origin's files get there, by reading them
+# from disk: written back, dropped, then read. Readahead caches large folios;
+# the writes above leave 4 KiB pages, which would cost any server that maps
+# the file a TLB miss per short range (docs/benchmarks.md). Both servers
+# serve from this page cache.
+sync "$root/media.mp4"
+dd if="$root/media.mp4" iflag=nocache count=0 status=none
+cat "$root/media.mp4" > /dev/null
 
 rc_port=$(free_port 18080)
 ng_port=$(free_port $((rc_port + 1)))

@@ -10,7 +10,7 @@ use crate::{
 use futures_lite::ready;
 use nix::sys::socket::MsgFlags;
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     io,
     net::Shutdown,
     os::unix::io::{AsRawFd, FromRawFd, RawFd},
@@ -154,11 +154,30 @@ impl RxBuf for Preallocated {
     }
 }
 
+/// A stream's read or write timeout.
+///
+/// ringcast patch (PATCHES.md change 11): the reactor timer is lazy. Upstream
+/// inserted a timer when an operation went pending and removed it when the
+/// operation completed: two ordered-map and three hash-map operations per
+/// read, on every request of a keep-alive connection. Now a completed
+/// operation only forgets its deadline, and its timer stays registered. The
+/// next operation keeps that timer when it fires no later than its own
+/// deadline and wakes the same task: when it fires early, the task's next
+/// poll sees it gone ([`Timeout::check`]) and registers the real deadline. A
+/// connection's timer is thus touched about once per timeout period, not per
+/// request. Dropping the stream removes it ([`NonBufferedStream`]'s `Drop`).
 #[derive(Debug)]
 struct Timeout {
     id: u64,
     timeout: Cell<Option<Duration>>,
-    timer: Cell<Option<Instant>>,
+    /// When the operation now pending times out; `None` when none is.
+    deadline: Cell<Option<Instant>>,
+    /// When the timer registered with the reactor fires, if one is: this
+    /// operation's deadline, or an earlier one left from a completed
+    /// operation.
+    registered: Cell<Option<Instant>>,
+    /// The waker the registered timer wakes.
+    waker: RefCell<Option<Waker>>,
 }
 
 impl Timeout {
@@ -166,7 +185,9 @@ impl Timeout {
         Self {
             id,
             timeout: Cell::new(None),
-            timer: Cell::new(None),
+            deadline: Cell::new(None),
+            registered: Cell::new(None),
+            waker: RefCell::new(None),
         }
     }
 
@@ -184,34 +205,78 @@ impl Timeout {
         Ok(())
     }
 
+    /// Called when an operation goes pending: gives it a deadline, if it has
+    /// none yet, and makes sure a timer that wakes `waker` fires no later.
     fn maybe_set_timer(&self, reactor: &Reactor, waker: &Waker) {
-        if let Some(timeout) = self.timeout.get() {
-            if self.timer.get().is_none() {
-                let deadline = Instant::now() + timeout;
-                reactor.insert_timer(self.id, deadline, waker.clone());
-                self.timer.set(Some(deadline));
+        let Some(timeout) = self.timeout.get() else {
+            return;
+        };
+        let deadline = match self.deadline.get() {
+            Some(deadline) => deadline,
+            None => {
+                let now = Instant::now();
+                let deadline = now + timeout;
+                self.deadline.set(Some(deadline));
+                // A kept timer must still be pending (one due by now may
+                // have fired unseen), fire first, and wake this task.
+                let keep = self.registered.get().is_some_and(|at| {
+                    at > now
+                        && at <= deadline
+                        && self
+                            .waker
+                            .borrow()
+                            .as_ref()
+                            .is_some_and(|kept| kept.will_wake(waker))
+                });
+                if !keep {
+                    self.registered.set(None);
+                }
+                deadline
             }
+        };
+        if self.registered.get().is_none() {
+            // Replaces any timer this id still has.
+            reactor.insert_timer(self.id, deadline, waker.clone());
+            self.registered.set(Some(deadline));
+            *self.waker.borrow_mut() = Some(waker.clone());
         }
     }
 
-    fn cancel_timer(&self, reactor: &Reactor) {
-        if self.timer.take().is_some() {
+    /// The operation completed: it no longer times out. Its timer is kept
+    /// for the next one (see the type's docs).
+    fn cancel_timer(&self, _reactor: &Reactor) {
+        self.deadline.set(None);
+    }
+
+    /// Whether the pending operation timed out. A registered timer that fired
+    /// before this operation's deadline was an earlier operation's: it is
+    /// forgotten, and the caller's `maybe_set_timer` registers the real one.
+    fn check(&self, reactor: &Reactor) -> io::Result<()> {
+        let (Some(deadline), Some(registered)) = (self.deadline.get(), self.registered.get())
+        else {
+            return Ok(());
+        };
+        if reactor.timer_exists(&(registered, self.id)) {
+            return Ok(());
+        }
+        reactor.remove_timer(self.id);
+        self.registered.set(None);
+        self.waker.borrow_mut().take();
+        if registered < deadline {
+            return Ok(());
+        }
+        self.deadline.set(None);
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "Operation timed out",
+        ))
+    }
+
+    /// Removes the registered timer, if any (the stream is going away).
+    fn unregister(&self, reactor: &Reactor) {
+        if self.registered.take().is_some() {
             reactor.remove_timer(self.id);
         }
-    }
-
-    fn check(&self, reactor: &Reactor) -> io::Result<()> {
-        if let Some(deadline) = self.timer.get() {
-            if !reactor.timer_exists(&(deadline, self.id)) {
-                reactor.remove_timer(self.id);
-                self.timer.take();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "Operation timed out",
-                ));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -453,6 +518,17 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         how: Shutdown,
     ) -> Poll<io::Result<()>> {
         Poll::Ready(sys::shutdown(self.stream.as_raw_fd(), how))
+    }
+}
+
+impl<S> Drop for NonBufferedStream<S> {
+    /// Removes the stream's lazily kept timers (ringcast patch, change 11):
+    /// left registered, each would hold its task until it fired.
+    fn drop(&mut self) {
+        if let Some(reactor) = self.reactor.upgrade() {
+            self.read_timeout.unregister(&reactor);
+            self.write_timeout.unregister(&reactor);
+        }
     }
 }
 
