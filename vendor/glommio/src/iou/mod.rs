@@ -95,6 +95,9 @@ bitflags::bitflags! {
         /// Completions do not interrupt the task with an IPI; they are run at
         /// its next transition to the kernel (Linux 5.19; ringcast patch).
         const COOP_TASKRUN = 1 << 8;
+        /// Only the thread that made the ring submits to it (Linux 6.0;
+        /// ringcast patch).
+        const SINGLE_ISSUER = 1 << 12;
     }
 }
 
