@@ -133,6 +133,84 @@ fn a_shorter_timeout_is_not_outlived_by_a_kept_timer() {
     handle.join().expect("the test ran on the executor");
 }
 
+/// Reads one byte from a client that sends nothing more, and says how long
+/// the read took to time out; fails if it has not within 3 s (a read left
+/// with no timer would wait forever).
+async fn time_out_one_read(server: &mut glommio::net::TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = async { Some(server.read(&mut byte).await) };
+    let guard = async {
+        glommio::timer::sleep(Duration::from_secs(3)).await;
+        None
+    };
+    let error = future::or(read, guard)
+        .await
+        .expect("the read never timed out")
+        .expect_err("no more bytes come");
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    started.elapsed()
+}
+
+/// A kept timer that fired while no read was pending (its wake-up went
+/// unseen) must not be trusted by the next read.
+#[test]
+fn a_timer_that_fired_between_reads_is_not_kept() {
+    let handle = LocalExecutorBuilder::new(Placement::Unbound)
+        .spawn(|| async {
+            let (mut server, client) = connected_pair().await;
+            let timeout = Duration::from_millis(100);
+            server.set_read_timeout(Some(timeout)).unwrap();
+            trickle(client, 1, Duration::ZERO, Duration::from_secs(10));
+            let mut byte = [0u8; 1];
+            assert_eq!(server.read(&mut byte).await.expect("first read"), 1);
+            glommio::timer::sleep(3 * timeout).await;
+            let waited = time_out_one_read(&mut server).await;
+            assert!(
+                waited >= timeout && waited < Duration::from_secs(1),
+                "timed out after {waited:?}"
+            );
+        })
+        .expect("executor starts");
+    handle.join().expect("the test ran on the executor");
+}
+
+/// A kept timer wakes the task that registered it: a read from another
+/// task (another waker) registers its own.
+#[test]
+fn a_kept_timer_is_not_trusted_to_wake_another_task() {
+    let handle = LocalExecutorBuilder::new(Placement::Unbound)
+        .spawn(|| async {
+            let (mut server, mut client) = connected_pair().await;
+            let timeout = Duration::from_millis(200);
+            server.set_read_timeout(Some(timeout)).unwrap();
+            // The first read goes pending under a waker of no task, so its
+            // timer would wake nobody.
+            let counted = Arc::new(CountedWaker);
+            let waker = std::task::Waker::from(counted);
+            let mut cx = std::task::Context::from_waker(&waker);
+            let mut byte = [0u8; 1];
+            let pending = Pin::new(&mut server).poll_read(&mut cx, &mut byte);
+            assert!(pending.is_pending(), "nothing was sent yet");
+            client.write_all(b"x").unwrap();
+            loop {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+                if let Poll::Ready(n) = Pin::new(&mut server).poll_read(&mut cx, &mut byte) {
+                    assert_eq!(n.expect("read"), 1);
+                    break;
+                }
+            }
+            let waited = time_out_one_read(&mut server).await;
+            assert!(
+                waited >= timeout && waited < Duration::from_secs(1),
+                "timed out after {waited:?}"
+            );
+            drop(client);
+        })
+        .expect("executor starts");
+    handle.join().expect("the test ran on the executor");
+}
+
 /// Counts the clones of a waker alive (the test's own included).
 struct CountedWaker;
 

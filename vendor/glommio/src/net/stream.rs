@@ -10,12 +10,12 @@ use crate::{
 use futures_lite::ready;
 use nix::sys::socket::MsgFlags;
 use std::{
-    cell::{Cell, RefCell},
+    cell::Cell,
     io,
     net::Shutdown,
     os::unix::io::{AsRawFd, FromRawFd, RawFd},
     rc::{Rc, Weak},
-    task::{Context, Poll, Waker},
+    task::{Context, Poll, RawWakerVTable, Waker},
     time::{Duration, Instant},
 };
 
@@ -166,6 +166,13 @@ impl RxBuf for Preallocated {
 /// poll sees it gone ([`Timeout::check`]) and registers the real deadline. A
 /// connection's timer is thus touched about once per timeout period, not per
 /// request. Dropping the stream removes it ([`NonBufferedStream`]'s `Drop`).
+/// What `Waker::will_wake` compares: the data and vtable pointers.
+type WakerIdentity = (*const (), *const RawWakerVTable);
+
+fn waker_identity(waker: &Waker) -> WakerIdentity {
+    (waker.data(), waker.vtable())
+}
+
 #[derive(Debug)]
 struct Timeout {
     id: u64,
@@ -176,8 +183,9 @@ struct Timeout {
     /// operation's deadline, or an earlier one left from a completed
     /// operation.
     registered: Cell<Option<Instant>>,
-    /// The waker the registered timer wakes.
-    waker: RefCell<Option<Waker>>,
+    /// Which waker the registered timer wakes (its identity, not a clone:
+    /// a clone here would keep the task alive as long as the stream).
+    waker: Cell<Option<WakerIdentity>>,
 }
 
 impl Timeout {
@@ -187,7 +195,7 @@ impl Timeout {
             timeout: Cell::new(None),
             deadline: Cell::new(None),
             registered: Cell::new(None),
-            waker: RefCell::new(None),
+            waker: Cell::new(None),
         }
     }
 
@@ -208,25 +216,22 @@ impl Timeout {
     /// Called when an operation goes pending: gives it a deadline, if it has
     /// none yet, and makes sure a timer that wakes `waker` fires no later.
     fn maybe_set_timer(&self, reactor: &Reactor, waker: &Waker) {
-        let Some(timeout) = self.timeout.get() else {
-            return;
-        };
         let deadline = match self.deadline.get() {
+            // Keeps the deadline's timer even if the timeout was unset since.
             Some(deadline) => deadline,
             None => {
+                let Some(timeout) = self.timeout.get() else {
+                    return;
+                };
                 let now = Instant::now();
                 let deadline = now + timeout;
                 self.deadline.set(Some(deadline));
                 // A kept timer must still be pending (one due by now may
-                // have fired unseen), fire first, and wake this task.
+                // have fired unseen), fire first, and wake this task. While
+                // it is pending the reactor holds its waker, so the identity
+                // below cannot belong to another task.
                 let keep = self.registered.get().is_some_and(|at| {
-                    at > now
-                        && at <= deadline
-                        && self
-                            .waker
-                            .borrow()
-                            .as_ref()
-                            .is_some_and(|kept| kept.will_wake(waker))
+                    at > now && at <= deadline && self.waker.get() == Some(waker_identity(waker))
                 });
                 if !keep {
                     self.registered.set(None);
@@ -238,7 +243,7 @@ impl Timeout {
             // Replaces any timer this id still has.
             reactor.insert_timer(self.id, deadline, waker.clone());
             self.registered.set(Some(deadline));
-            *self.waker.borrow_mut() = Some(waker.clone());
+            self.waker.set(Some(waker_identity(waker)));
         }
     }
 
@@ -261,7 +266,7 @@ impl Timeout {
         }
         reactor.remove_timer(self.id);
         self.registered.set(None);
-        self.waker.borrow_mut().take();
+        self.waker.set(None);
         if registered < deadline {
             return Ok(());
         }
