@@ -366,7 +366,15 @@ impl<'a> Transfer<'a> {
                 continue;
             }
             self.send_corked(pending).await?;
-            for piece in data.chunks(self.chunk) {
+            // Straight from the read buffer: in one write when unpaced (fewer
+            // system calls, and the receiver woken per write, not per
+            // [`CHUNK`]); paced, in the pacer's pieces.
+            let piece = if self.pacing.is_some() {
+                self.chunk
+            } else {
+                data.len()
+            };
+            for piece in data.chunks(piece) {
                 self.write_out(piece).await?;
             }
         }
