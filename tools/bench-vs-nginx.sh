@@ -83,9 +83,9 @@ head -c 512M /dev/urandom > "$root/media.mp4"
 head -c 1024 /dev/urandom > "$root/small.bin"
 # Into the page cache the way an origin's files get there, by reading them
 # from disk: written back, dropped, then read. Readahead caches large folios;
-# the writes above leave 4 KiB pages, which would cost any server that maps
-# the file a TLB miss per short range (docs/benchmarks.md). Both servers
-# serve from this page cache.
+# the writes above leave 4 KiB pages, which cost a server that maps the file
+# a TLB miss per short range (about 1% of ringcast's CPU at 1 KiB ranges,
+# docs/benchmarks.md). Both servers serve from this page cache.
 sync "$root/media.mp4"
 dd if="$root/media.mp4" iflag=nocache count=0 status=none
 cat "$root/media.mp4" > /dev/null

@@ -154,6 +154,13 @@ impl RxBuf for Preallocated {
     }
 }
 
+/// What `Waker::will_wake` compares: the data and vtable pointers.
+type WakerIdentity = (*const (), *const RawWakerVTable);
+
+fn waker_identity(waker: &Waker) -> WakerIdentity {
+    (waker.data(), waker.vtable())
+}
+
 /// A stream's read or write timeout.
 ///
 /// ringcast patch (PATCHES.md change 11): the reactor timer is lazy. Upstream
@@ -166,13 +173,6 @@ impl RxBuf for Preallocated {
 /// poll sees it gone ([`Timeout::check`]) and registers the real deadline. A
 /// connection's timer is thus touched about once per timeout period, not per
 /// request. Dropping the stream removes it ([`NonBufferedStream`]'s `Drop`).
-/// What `Waker::will_wake` compares: the data and vtable pointers.
-type WakerIdentity = (*const (), *const RawWakerVTable);
-
-fn waker_identity(waker: &Waker) -> WakerIdentity {
-    (waker.data(), waker.vtable())
-}
-
 #[derive(Debug)]
 struct Timeout {
     id: u64,
