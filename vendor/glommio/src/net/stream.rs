@@ -248,8 +248,8 @@ impl Timeout {
     }
 
     /// The operation completed: it no longer times out. Its timer is kept
-    /// for the next one (see the type's docs).
-    fn cancel_timer(&self, _reactor: &Reactor) {
+    /// for the next one (see the type's docs), so the reactor is not touched.
+    fn cancel_timer(&self) {
         self.deadline.set(None);
     }
 
@@ -341,7 +341,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
                 return Poll::Pending;
             };
             let source = self.source_rx.take().unwrap();
-            self.read_timeout.cancel_timer(reactor);
+            self.read_timeout.cancel_timer();
             let received = poll_err!(result);
             // Anything else is the readiness poll armed at creation: it says
             // the socket is readable, and the `recv` below reads it.
@@ -426,7 +426,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         if no_pending_poll {
             if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
                 self.source_rx.take();
-                self.read_timeout.cancel_timer(reactor);
+                self.read_timeout.cancel_timer();
                 let result = poll_err!(result);
                 // Start an early poll if the buffer is not fully filled. So when
                 // the next time `poll_read` is called, it will be known immediately
@@ -463,7 +463,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = reactor.as_ref();
         if let Some(result) = self.source_tx.as_ref().and_then(|src| src.result()) {
             self.source_tx.take();
-            self.write_timeout.cancel_timer(reactor);
+            self.write_timeout.cancel_timer();
             return Poll::Ready(result.map(|_| ()));
         }
         poll_err!(self.write_timeout.check(reactor));
@@ -482,8 +482,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         // out since the last `poll_write`, but it would not cost much more to
         // give it one last chance in this case.
         if let Some(result) = super::yolo_send(self.stream.as_raw_fd(), buf) {
-            let reactor = self.reactor.upgrade().unwrap();
-            self.write_timeout.cancel_timer(reactor.as_ref());
+            self.write_timeout.cancel_timer();
             self.source_tx.take();
             return Poll::Ready(result);
         }
