@@ -113,12 +113,7 @@ fn check_bytes(path: &[u8]) -> Result<(), PathError> {
     let mut bytes = path.iter();
     while let Some(&b) = bytes.next() {
         let decoded = if b == b'%' {
-            let hi = bytes.next().and_then(|&h| hex_value(h));
-            let lo = bytes.next().and_then(|&l| hex_value(l));
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => hi << 4 | lo,
-                _ => return Err(PathError::BadEscape),
-            }
+            escape_value(&mut bytes).ok_or(PathError::BadEscape)?
         } else {
             b
         };
@@ -130,12 +125,17 @@ fn check_bytes(path: &[u8]) -> Result<(), PathError> {
     Ok(())
 }
 
-/// The byte an escape `%XY` stands for, the `%` already taken; the escape
-/// is known to be well formed ([`check_bytes`]).
+/// The byte an escape `%XY` stands for, the `%` already taken; `None` if
+/// the two hex digits are not there. Both digits are consumed either way.
+fn escape_value(bytes: &mut std::slice::Iter<'_, u8>) -> Option<u8> {
+    let hi = bytes.next().and_then(|&h| hex_value(h));
+    let lo = bytes.next().and_then(|&l| hex_value(l));
+    Some(hi? << 4 | lo?)
+}
+
+/// [`escape_value`] for an escape known to be well formed ([`check_bytes`]).
 fn decode_escape(bytes: &mut std::slice::Iter<'_, u8>) -> u8 {
-    let mut digit = || bytes.next().and_then(|&d| hex_value(d)).unwrap_or(0);
-    let hi = digit();
-    hi << 4 | digit()
+    escape_value(bytes).unwrap_or(0)
 }
 
 /// Rule 5 for the segment `relative[segment_start..]`, just decoded: an empty
