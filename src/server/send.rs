@@ -369,12 +369,11 @@ impl<'a> Transfer<'a> {
             // Straight from the read buffer: in one write when unpaced (fewer
             // system calls, and the receiver woken per write, not per
             // [`CHUNK`]); paced, in the pacer's pieces.
-            let piece = if self.pacing.is_some() {
-                self.chunk
-            } else {
-                data.len()
-            };
-            for piece in data.chunks(piece) {
+            if self.pacing.is_none() {
+                self.write_out(&data).await?;
+                continue;
+            }
+            for piece in data.chunks(self.chunk) {
                 self.write_out(piece).await?;
             }
         }
