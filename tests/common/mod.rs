@@ -16,6 +16,8 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The `--tls-listen` address, when the server was started with one.
+    pub tls_addr: Option<SocketAddr>,
     /// The `--admin` address, when the server was started with one.
     pub admin: Option<SocketAddr>,
     /// Lines the server wrote to stderr after its startup line.
@@ -51,13 +53,16 @@ impl Server {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         stderr.read_line(&mut line).unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in startup line {line:?}"))
-            .parse()
-            .unwrap();
+        let address_after = |scheme: &str| -> Option<SocketAddr> {
+            line.split(scheme)
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+        };
+        let tls_addr = address_after(" https://");
+        let addr = address_after(" http://")
+            .or(tls_addr)
+            .unwrap_or_else(|| panic!("no address in startup line {line:?}"));
         // Keep draining stderr so the server never blocks on a full pipe.
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
@@ -74,6 +79,7 @@ impl Server {
         Server {
             child,
             addr,
+            tls_addr,
             admin,
             log,
         }
