@@ -13,6 +13,10 @@
 #                                            s_server without kTLS, which
 #                                            must FAIL the tls_stat check
 # Options: --ktls-modes "require auto"  the --ktls values to run, one server run each
+#          --kernel META                the guest kernel's Debian meta package
+#                                       (default linux-image-cloud-amd64, 6.1;
+#                                       linux-image-6.12-cloud-amd64 is 6.12);
+#                                       also RINGCAST_VM_KERNEL
 #          --timeout SECS               qemu's hard limit (default 150)
 #
 # It runs tools/ktls-vm/setup.sh (packages and the kernel, cached), makes the
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
     --standin-plain) server=standin-plain; shift ;;
     --ktls-modes) modes="${2:?}"; shift 2 ;;
     --timeout) timeout="${2:?}"; shift 2 ;;
+    --kernel) export RINGCAST_VM_KERNEL="${2:?}"; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "check.sh: unknown option $1" >&2; exit 2 ;;
     *) binary="$1"; server=ringcast; shift ;;
@@ -86,7 +91,7 @@ status=0
 "$here/run.sh" "${args[@]}" || status=$?
 took=$((SECONDS - start))
 case "$status" in
-  0) echo "ktls-vm/check: PASS ($server, ${took}s in the VM)" ;;
+  0) echo "ktls-vm/check: PASS ($server, ${RINGCAST_VM_KERNEL:-linux-image-cloud-amd64}, ${took}s in the VM)" ;;
   124) echo "ktls-vm/check: FAIL: the VM did not finish in ${timeout}s" ;;
   125) echo "ktls-vm/check: FAIL: the VM ended without the check's result" ;;
   *) echo "ktls-vm/check: FAIL ($server, status $status, ${took}s in the VM; the failures are listed above)" ;;

@@ -78,11 +78,12 @@ fetch() {
 # keepalive: several ranges over one connection (curl reuses it; %{num_connects}
 # counts the new connections each transfer made, which must add up to 1).
 keepalive() {
-  if ! curl --silent --show-error --fail --max-time 60 --cacert "$CA" -w '%{num_connects}\n' \
-    -r 0-99999 -o "$out/ka1.body" "$BASE/big.bin" \
-    -r 100-1123 -o "$out/ka2.body" "$BASE/small.bin" \
-    -r 2000000- -o "$out/ka3.body" "$BASE/mid.bin" \
-    -o "$out/ka4.body" "$BASE/small.bin" >"$out/ka.connects" 2>"$out/ka.err"; then
+  # (--next: -r is per transfer; the connection cache outlives it.)
+  set -- --silent --show-error --fail --max-time 60 --cacert "$CA" -w '%{num_connects}\n'
+  if ! curl "$@" -r 0-99999 -o "$out/ka1.body" "$BASE/big.bin" \
+    --next "$@" -r 100-1123 -o "$out/ka2.body" "$BASE/small.bin" \
+    --next "$@" -r 2000000- -o "$out/ka3.body" "$BASE/mid.bin" \
+    --next "$@" -o "$out/ka4.body" "$BASE/small.bin" >"$out/ka.connects" 2>"$out/ka.err"; then
     fail "$label: keep-alive: curl: $(cat "$out/ka.err")"
     return
   fi

@@ -15,6 +15,8 @@
 #   --timeout SECS     qemu is killed after this long (default 150,
 #                      RINGCAST_VM_TIMEOUT)
 #   --mem MIB          guest memory (default 1024); --smp N guest CPUs (default 2)
+# The kernel is the one setup.sh extracted for RINGCAST_VM_KERNEL (the meta
+# package's name, default linux-image-cloud-amd64) in RINGCAST_VM_CACHE.
 #
 # The initramfs (an uncompressed newc cpio) holds busybox-static and its applet
 # symlinks, the modules from the cache, the named programs and files, and an
@@ -31,7 +33,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${RINGCAST_VM_CACHE:-/var/cache/ringcast-vm}"
-kdir="$cache/kernel"
+kdir="$cache/${RINGCAST_VM_KERNEL:-linux-image-cloud-amd64}"
 timeout="${RINGCAST_VM_TIMEOUT:-150}"
 mem=1024
 smp=2

@@ -14,20 +14,25 @@
 #      modules.dep), decompressed to plain .ko files that busybox insmod
 #      loads, in load order.
 #
-# Usage: tools/ktls-vm/setup.sh          (prints nothing when all is in place)
+# Usage: [RINGCAST_VM_KERNEL=META] tools/ktls-vm/setup.sh
+#   (prints nothing when all is in place). META is the kernel meta package,
+#   linux-image-cloud-amd64 (6.1) by default; bookworm also has
+#   linux-image-6.12-cloud-amd64 (6.12, which has cachestat(2)).
 #
 # Cache: ${RINGCAST_VM_CACHE:-/var/cache/ringcast-vm}
-#   kernel/vmlinuz          the guest kernel
-#   kernel/modules/*.ko     tls.ko, the crypto modules and their dependencies, uncompressed
-#   kernel/modules.order    the module file names, dependencies first
-#   kernel/release          the kernel release (uname -r in the guest)
-# Idempotent: with kernel/release present nothing is downloaded again. Delete
+#   deb/*.deb              the downloaded kernel packages
+#   META/vmlinuz           the guest kernel
+#   META/modules/*.ko      tls.ko, the crypto modules and their dependencies, uncompressed
+#   META/modules.order     the module file names, dependencies first
+#   META/release           the kernel release (uname -r in the guest)
+# Idempotent: with META/release present nothing is downloaded again. Delete
 # the cache dir to start over (e.g. to pick up a newer kernel).
 # Needs root (or sudo) only when installing packages.
 set -euo pipefail
 
 cache="${RINGCAST_VM_CACHE:-/var/cache/ringcast-vm}"
-kdir="$cache/kernel"
+meta="${RINGCAST_VM_KERNEL:-linux-image-cloud-amd64}"
+kdir="$cache/$meta"
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
@@ -67,7 +72,7 @@ if [ -n "$sudo" ]; then $sudo chown "$(id -u):$(id -g)" "$cache"; fi
 
 # The versioned kernel package behind the meta package.
 resolve() {
-  apt-cache depends linux-image-cloud-amd64 2>/dev/null \
+  apt-cache depends "$meta" 2>/dev/null \
     | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
 }
 pkg="$(resolve)"
@@ -76,7 +81,7 @@ if [ -z "$pkg" ]; then
   pkg="$(resolve)"
 fi
 if [ -z "$pkg" ]; then
-  echo "ktls-vm/setup: cannot resolve linux-image-cloud-amd64 to a kernel package" >&2
+  echo "ktls-vm/setup: cannot resolve $meta to a kernel package" >&2
   exit 1
 fi
 
