@@ -41,6 +41,7 @@ if [ "$wanted" != "$installed" ]; then
   (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
-# qemu, busybox-static, cpio and Debian's cloud kernel with tls.ko for the
-# kTLS check (tools/ktls-vm/check.sh); cached, so quiet once done.
+# qemu, busybox-static, cpio and Debian's cloud kernels (6.1 and 6.12) with
+# tls.ko for the kTLS check (tools/ktls-vm/check.sh); cached, so quiet once done.
 tools/ktls-vm/setup.sh
+RINGCAST_VM_KERNEL=linux-image-6.12-cloud-amd64 tools/ktls-vm/setup.sh

@@ -13,7 +13,9 @@
 # 127.0.0.1:8443, fetches with curl (the test CA trusted, never -k) and
 # compares every body byte for byte with the expected slice of the file,
 # then requires TlsTxSw/TlsCurrTxSw to have moved and, for ringcast, the
-# admin /metrics to show kTLS connections and no user-space encryption.
+# admin /metrics to show kTLS connections and no user-space encryption, and,
+# on Linux 6.5+ (cachestat, which ringcast's sendfile path needs), body bytes
+# sent zero-copy.
 # Prints "PASS: ..."/"FAIL: ..." lines and a summary; exits 1 on any failure.
 
 . /check.conf
@@ -103,9 +105,11 @@ keepalive() {
   [ "$ok" -eq 0 ] || pass "$label: keep-alive (4 transfers on 1 connection)"
 }
 
-# metric_sum NAME FILE: the sum of all samples of NAME (any labels); -1 if absent.
-metric_sum() {
-  awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF; f = 1 } END { print (f ? s : -1) }' "$2"
+# metric SAMPLE FILE: the value of the sample whose name and labels are exactly
+# SAMPLE (e.g. 'name' or 'name{path="copied"}'); the samples without a core
+# label are the server's totals. -1 if absent.
+metric() {
+  awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? -1 : v) }' "$2"
 }
 
 start_standin() {
@@ -148,6 +152,7 @@ stop_server() {
 # run_server LABEL START_FN [ARG]: one server run with its transfers and checks.
 run_server() {
   label="$1"
+  failures_before="$failures"
   tx_before="$(tls_stat TlsTxSw)"
   curr_before="$(tls_stat TlsCurrTxSw)"
   echo "--- $label: tls_stat before: TlsTxSw=$tx_before TlsCurrTxSw=$curr_before"
@@ -181,9 +186,12 @@ run_server() {
   fi
   if [ "$SERVER" = ringcast ]; then
     if curl --silent --show-error --fail --max-time 10 -o /tmp/metrics http://127.0.0.1:9090/metrics 2>/tmp/metrics.err; then
-      ktls="$(metric_sum ringcast_ktls_connections_total /tmp/metrics)"
-      enc="$(metric_sum ringcast_tls_encrypted_bytes_total /tmp/metrics)"
-      echo "--- $label: metrics: ringcast_ktls_connections_total=$ktls ringcast_tls_encrypted_bytes_total=$enc"
+      ktls="$(metric ringcast_ktls_connections_total /tmp/metrics)"
+      enc="$(metric ringcast_tls_encrypted_bytes_total /tmp/metrics)"
+      echo "--- $label: metrics: ringcast_ktls_connections_total=$ktls ringcast_tls_encrypted_bytes_total=$enc" \
+        "ringcast_ktls_fallbacks_total=$(metric ringcast_ktls_fallbacks_total /tmp/metrics)" \
+        "body bytes zero_copy=$(metric 'ringcast_body_bytes_total{path="zero_copy"}' /tmp/metrics)" \
+        "copied=$(metric 'ringcast_body_bytes_total{path="copied"}' /tmp/metrics)"
       if awk -v v="$ktls" 'BEGIN { exit !(v > 0) }'; then
         pass "$label: ringcast_ktls_connections_total = $ktls"
       else
@@ -194,6 +202,19 @@ run_server() {
       else
         fail "$label: ringcast_tls_encrypted_bytes_total = $enc (want 0; -1: missing)"
       fi
+      # sendfile (and so the zero-copy path) needs cachestat(2), Linux 6.5+:
+      # without it ringcast cannot tell residency and reads and sends instead.
+      zc="$(metric 'ringcast_body_bytes_total{path="zero_copy"}' /tmp/metrics)"
+      if [ "$has_cachestat" = 1 ]; then
+        if awk -v v="$zc" 'BEGIN { exit !(v > 0) }'; then
+          pass "$label: sendfile under kTLS: $zc body bytes zero-copy"
+        else
+          fail "$label: no body bytes went zero-copy (sendfile) under kTLS: $zc"
+        fi
+      else
+        echo "NOTE: $label: Linux $(uname -r) has no cachestat(2), so ringcast sends no file by sendfile here" \
+          "(zero_copy=$zc); tools/ktls-vm/check.sh --kernel linux-image-6.12-cloud-amd64 tests that path"
+      fi
     else
       fail "$label: GET http://127.0.0.1:9090/metrics: $(cat /tmp/metrics.err)"
     fi
@@ -202,11 +223,19 @@ run_server() {
     fail "$label: the server exited during the run"
   fi
   stop_server
-  if [ -s /tmp/server.log ]; then
-    echo "--- $label: server output (last 15 lines):"
-    tail -n 15 /tmp/server.log
+  if [ "$failures" -gt "$failures_before" ] && [ -s /tmp/server.log ]; then
+    echo "--- $label: server output (last 30 lines):"
+    tail -n 30 /tmp/server.log
   fi
 }
+
+# cachestat(2) came in Linux 6.5.
+kver="$(uname -r)"
+kmajor="${kver%%.*}"
+kminor="${kver#*.}"
+kminor="${kminor%%.*}"
+has_cachestat=0
+if [ "$kmajor" -gt 6 ] || { [ "$kmajor" -eq 6 ] && [ "$kminor" -ge 5 ]; }; then has_cachestat=1; fi
 
 if [ "$SERVER" = standin ]; then
   run_server "standin openssl s_server -sendfile" start_standin

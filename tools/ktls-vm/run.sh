@@ -59,12 +59,7 @@ done
 [ -s "$kdir/vmlinuz" ] || { echo "run.sh: no kernel in $kdir; run tools/ktls-vm/setup.sh" >&2; exit 2; }
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/ktls-vm.XXXXXX")"
-qpid=""
-cleanup() {
-  if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then kill -9 "$qpid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 root="$work/root"
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,lib/modules}
@@ -138,29 +133,17 @@ chmod +x "$root/init"
 (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) >"$work/initrd.cpio"
 
 log="$work/console.log"
-qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m "$mem" -nographic -no-reboot \
+# The console as it comes, less carriage returns and the firmware's terminal
+# escapes, and into the log that the status is read from. timeout(1) is the
+# hard limit: SIGTERM (qemu quits at once), SIGKILL 5 s later.
+qemu_status=0
+timeout --kill-after=5 "$timeout" \
+  qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m "$mem" -nographic -no-reboot \
   -nic none -kernel "$kdir/vmlinuz" -initrd "$work/initrd.cpio" \
-  -append "console=ttyS0 panic=-1 quiet" </dev/null >"$log" 2>&1 &
-qpid=$!
-# Show the console as it comes; stop at qemu's exit or the timeout.
-# (less carriage returns and the firmware's terminal escapes).
-tail -n +1 -f --pid="$qpid" "$log" 2>/dev/null | sed -u 's/\r$//; s/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' &
-tpid=$!
-deadline=$((SECONDS + timeout))
-timed_out=0
-while kill -0 "$qpid" 2>/dev/null; do
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    timed_out=1
-    kill -9 "$qpid" 2>/dev/null || true
-    break
-  fi
-  sleep 0.2
-done
-wait "$qpid" 2>/dev/null || true
-qpid=""
-wait "$tpid" 2>/dev/null || true
+  -append "console=ttyS0 panic=-1 quiet" </dev/null 2>&1 |
+  tee "$log" | sed -u 's/\r$//; s/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' || qemu_status="${PIPESTATUS[0]}"
 
-if [ "$timed_out" -eq 1 ]; then
+if [ "$qemu_status" -eq 124 ] || [ "$qemu_status" -eq 137 ]; then
   echo "run.sh: qemu killed after ${timeout}s" >&2
   exit 124
 fi
