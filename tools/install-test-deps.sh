@@ -4,8 +4,9 @@
 # conformance suite, chromium and Node.js for the browser test
 # (tests/browser.rs), then the browser driver's pinned npm package
 # (tools/browser/package-lock.json: playwright-core, which drives the
-# system chromium and downloads no browser). Idempotent and quiet when
-# everything is there; needs root (or sudo) only when installing packages.
+# system chromium and downloads no browser), and the kTLS VM's packages and
+# kernel (tools/ktls-vm/setup.sh). Idempotent and quiet when everything is
+# there; needs root (or sudo) only when installing packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,3 +40,8 @@ if [ "$wanted" != "$installed" ]; then
   echo "install-test-deps: npm ci in $browser (playwright-core $wanted)" >&2
   (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+
+# qemu, busybox-static, cpio and Debian's cloud kernels (6.1 and 6.12) with
+# tls.ko for the kTLS check (tools/ktls-vm/check.sh); cached, so quiet once done.
+tools/ktls-vm/setup.sh
+RINGCAST_VM_KERNEL=linux-image-6.12-cloud-amd64 tools/ktls-vm/setup.sh

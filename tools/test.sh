@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need,
 # then runs unit, property, loopback and real-client tests (the loopback ones
-# in both --io modes), and the conformance suite against the server on one
-# core, on two, and with --io direct.
+# in both --io modes), the conformance suite against the server on one
+# core, on two, and with --io direct, and the kTLS check: the release build
+# serving HTTPS in a qemu VM with Debian's kernels (6.1 and 6.12) and tls.ko
+# (tools/ktls-vm/check.sh, docs/testing-ktls.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,3 +22,9 @@ cores="$(nproc)"
 if [ "$cores" -ge 2 ]; then
   tools/conformance-run.sh target/debug/ringcast --cpus 0-1
 fi
+cargo build --release --quiet
+tools/ktls-vm/check.sh target/release/ringcast
+# Linux 6.12 has cachestat(2), which the sendfile path needs (on 6.1 ringcast
+# reads and sends): sendfile under kTLS, once.
+tools/ktls-vm/check.sh --kernel linux-image-6.12-cloud-amd64 --ktls-modes require \
+  target/release/ringcast
