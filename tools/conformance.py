@@ -30,6 +30,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import sys
 import time
 from typing import Callable
@@ -86,6 +87,8 @@ STRONG_ETAG = re.compile(r'^"[\x21\x23-\x7e\x80-\xff]*"$')
 TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 ARGS: argparse.Namespace
+# With --tls: the client context (verifying the server against --cacert).
+TLS: "ssl.SSLContext | None" = None
 HOST = ""  # "127.0.0.1:PORT", the Host header value
 ADDR: tuple[str, int] = ("127.0.0.1", 0)
 VERBOSE = False
@@ -212,6 +215,10 @@ class Conn:
         self.send_error: str | None = None
         try:
             self.sock = socket.create_connection(ADDR, timeout=TIMEOUT)
+            if TLS is not None:
+                # The handshake happens here; the checks then see the same
+                # byte stream they see over plain TCP.
+                self.sock = TLS.wrap_socket(self.sock, server_hostname=ADDR[0])
         except OSError as e:
             raise Fail(f"connect failed: {e}")
         self.sock.settimeout(TIMEOUT)
@@ -1402,14 +1409,24 @@ def path_not_starting_with_slash_400() -> None:
 # --------------------------------------------------------------------------------------------
 
 def main() -> int:
-    global ARGS, HOST, ADDR, VERBOSE
+    global ARGS, HOST, ADDR, VERBOSE, TLS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", required=True, help="directory the server serves; fixtures go here")
     ap.add_argument("--target", required=True, help="HOST:PORT of the server")
     ap.add_argument("--only", default=None, help="run only checks whose name contains this")
     ap.add_argument("-v", "--verbose", action="store_true",
                     help="print the bytes exchanged by failing checks")
+    ap.add_argument("--tls", action="store_true",
+                    help="speak HTTPS to the target (TLS 1.2+, ALPN http/1.1), verifying it")
+    ap.add_argument("--cacert", default=None,
+                    help="with --tls: the CA certificate (PEM) the server's chain must lead to")
     ARGS = ap.parse_args()
+    if ARGS.tls:
+        TLS = ssl.create_default_context(cafile=ARGS.cacert)
+        TLS.minimum_version = ssl.TLSVersion.TLSv1_2
+        TLS.set_alpn_protocols(["http/1.1"])
+    elif ARGS.cacert:
+        ap.error("--cacert needs --tls")
     VERBOSE = ARGS.verbose
     host, _, port = ARGS.target.rpartition(":")
     if not host or not port.isdigit():

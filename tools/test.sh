@@ -2,7 +2,7 @@
 # The project's test command (README, .ci/run): installs what the tests need,
 # then runs unit, property, loopback and real-client tests (the loopback ones
 # in both --io modes), the conformance suite against the server on one
-# core, on two, and with --io direct, and the kTLS check: the release build
+# core, on two, and with --io direct, over HTTP and over HTTPS, and the kTLS check: the release build
 # serving HTTPS in a qemu VM with Debian's kernels (6.1 and 6.12) and tls.ko
 # (tools/ktls-vm/check.sh, docs/testing-ktls.md).
 set -euo pipefail
@@ -21,6 +21,12 @@ tools/conformance-run.sh target/debug/ringcast --cpus 0 --io direct
 cores="$(nproc)"
 if [ "$cores" -ge 2 ]; then
   tools/conformance-run.sh target/debug/ringcast --cpus 0-1
+fi
+# The same suite over HTTPS (user-space TLS here; kTLS is the VM's, below).
+tools/conformance-run.sh --tls target/debug/ringcast --cpus 0
+tools/conformance-run.sh --tls target/debug/ringcast --cpus 0 --io direct
+if [ "$cores" -ge 2 ]; then
+  tools/conformance-run.sh --tls target/debug/ringcast --cpus 0-1
 fi
 cargo build --release --quiet
 tools/ktls-vm/check.sh target/release/ringcast
