@@ -604,13 +604,21 @@ mod tests {
             Config::try_from_iter(args)
         };
         assert!(with(&["--listen", "off"]).is_err(), "nothing to serve");
-        assert!(with(&["--tls-listen", "127.0.0.1:8443"]).is_err(), "no certificate");
+        assert!(
+            with(&["--tls-listen", "127.0.0.1:8443"]).is_err(),
+            "no certificate"
+        );
         assert!(with(&cert).is_err(), "certificates without --tls-listen");
         let mut unpaired = vec!["--tls-listen", "127.0.0.1:8443"];
         unpaired.extend_from_slice(&cert);
         unpaired.extend_from_slice(&["--tls-cert", "b.pem"]);
         assert!(with(&unpaired).is_err(), "a certificate without a key");
-        let mut same = vec!["--listen", "127.0.0.1:8443", "--tls-listen", "127.0.0.1:8443"];
+        let mut same = vec![
+            "--listen",
+            "127.0.0.1:8443",
+            "--tls-listen",
+            "127.0.0.1:8443",
+        ];
         same.extend_from_slice(&cert);
         assert!(with(&same).is_err(), "one address for both");
         let mut bad = vec!["--tls-listen", "127.0.0.1:8443", "--ktls", "maybe"];

@@ -68,7 +68,10 @@ impl Fixture {
     }
 
     fn client_config(&self) -> Arc<ClientConfig> {
-        client_config_with(&self.cert("ca.pem"), &[&rustls::version::TLS13, &rustls::version::TLS12])
+        client_config_with(
+            &self.cert("ca.pem"),
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+        )
     }
 }
 
@@ -180,7 +183,13 @@ fn ranges_validators_keep_alive_and_pipelining_work_over_tls() {
     assert_eq!(read_response(&mut tls, false).body, b"hello over tls\n");
     assert_eq!(read_response(&mut tls, false).body, &expected[..4]);
 
-    assert_eq!(metric(&server, "ringcast_open_connections_by_transport{transport=\"tls\"}"), 1.0);
+    assert_eq!(
+        metric(
+            &server,
+            "ringcast_open_connections_by_transport{transport=\"tls\"}"
+        ),
+        1.0
+    );
     assert!(metric(&server, "ringcast_tls_encrypted_bytes_total") >= (BIG + 1_048_576) as f64);
     assert_eq!(metric(&server, "ringcast_tls_handshakes_total"), 1.0);
 }
@@ -281,7 +290,9 @@ fn garbage_plain_http_cut_and_old_hellos_are_closed_and_counted() {
 
     // Plain HTTP to the TLS port: told so in plain text, then closed.
     let mut plain = raw();
-    plain.write_all(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    plain
+        .write_all(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let reply = String::from_utf8(read_until_closed(&mut plain)).unwrap();
     assert!(reply.starts_with("HTTP/1.1 400 "), "{reply}");
     assert!(reply.contains("https://"), "{reply}");
@@ -326,7 +337,13 @@ fn old_client_hello(version: u16) -> Vec<u8> {
     body.extend_from_slice(&[1, 0]); // null compression
     let mut handshake = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
     handshake.extend_from_slice(&body);
-    let mut record = vec![22, 3, 1, (handshake.len() >> 8) as u8, handshake.len() as u8];
+    let mut record = vec![
+        22,
+        3,
+        1,
+        (handshake.len() >> 8) as u8,
+        handshake.len() as u8,
+    ];
     record.extend_from_slice(&handshake);
     record
 }
@@ -343,7 +360,9 @@ fn a_handshake_flood_does_not_stop_a_flowing_download() {
             std::thread::spawn(move || {
                 for _ in 0..50 {
                     let mut tls = connect(addr, &config, "localhost");
-                    let _ = tls.write_all(b"GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                    let _ = tls.write_all(
+                        b"GET /small.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                    );
                 }
             })
         })
@@ -386,7 +405,10 @@ fn sighup_swaps_certificates_for_new_handshakes_and_keeps_old_ones_on_bad_files(
     std::fs::write(&key, b"not a key").unwrap();
     unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
     wait_for_log(&server, "keeping the old certificates");
-    assert_eq!(get(&mut connect(addr, &config, "localhost"), "/small.txt", "").status, 200);
+    assert_eq!(
+        get(&mut connect(addr, &config, "localhost"), "/small.txt", "").status,
+        200
+    );
 
     // The RSA pair (for rsa.test): new handshakes get it, the old connection goes on.
     std::fs::copy(fixture.cert("rsa.pem"), &pem).unwrap();
@@ -425,10 +447,21 @@ fn ktls_auto_falls_back_where_the_kernel_has_none_and_require_refuses_to_start()
     }
     assert_eq!(metric(&server, "ringcast_ktls_fallbacks_total"), 1.0);
     assert_eq!(metric(&server, "ringcast_ktls_connections_total"), 0.0);
-    assert_eq!(metric(&server, "ringcast_open_connections_by_transport{transport=\"tls\"}"), 1.0);
+    assert_eq!(
+        metric(
+            &server,
+            "ringcast_open_connections_by_transport{transport=\"tls\"}"
+        ),
+        1.0
+    );
 
     let output = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-        .args(["--root", fixture.root.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "--root",
+            fixture.root.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .args(["--tls-listen", "127.0.0.1:0", "--ktls", "require"])
         .arg("--tls-cert")
         .arg(fixture.cert("server.pem"))
@@ -462,5 +495,8 @@ fn startup_refuses_missing_or_mismatched_certificates_naming_the_file() {
     let output = start(&fixture.cert("server.pem"), &fixture.cert("rsa.key"));
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("rsa.key") && stderr.contains("is not the key of"), "{stderr}");
+    assert!(
+        stderr.contains("rsa.key") && stderr.contains("is not the key of"),
+        "{stderr}"
+    );
 }

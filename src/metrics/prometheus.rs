@@ -139,7 +139,8 @@ pub fn render(cores: &[Snapshot], merged: &Snapshot) -> String {
 /// Handshakes, transports and kernel TLS.
 fn render_tls(out: &mut String, merged: &Snapshot, cores: &[Snapshot]) {
     let all = || std::iter::once(merged).chain(cores);
-    let counters: [(&str, &str, fn(&Snapshot) -> u64); 5] = [
+    type Counter = fn(&Snapshot) -> u64;
+    let counters: [(&str, &str, Counter); 5] = [
         (
             "ringcast_tls_handshakes_total",
             "TLS handshakes completed.",
@@ -173,7 +174,12 @@ fn render_tls(out: &mut String, merged: &Snapshot, cores: &[Snapshot]) {
         }
     }
     let name = "ringcast_tls_handshake_failures_total";
-    family(out, name, "counter", "TLS handshakes that failed, by reason.");
+    family(
+        out,
+        name,
+        "counter",
+        "TLS handshakes that failed, by reason.",
+    );
     for s in all() {
         for (reason, count) in HANDSHAKE_FAILURES
             .iter()
@@ -183,7 +189,12 @@ fn render_tls(out: &mut String, merged: &Snapshot, cores: &[Snapshot]) {
         }
     }
     let name = "ringcast_open_connections_by_transport";
-    family(out, name, "gauge", "Client connections open now, by transport.");
+    family(
+        out,
+        name,
+        "gauge",
+        "Client connections open now, by transport.",
+    );
     for s in all() {
         for (kind, open) in TRANSPORTS.iter().zip(s.open_by_transport) {
             sample(out, name, s, &[("transport", kind)], open as f64);

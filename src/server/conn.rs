@@ -432,7 +432,6 @@ async fn deliver(
         transfer.disk_time,
         transfer.sent,
     );
-    drop(transfer);
     metrics.tls_encrypted(stream.take_encrypted());
     metrics.record(&RequestTimes {
         ttfb: first_byte.unwrap_or(elapsed),

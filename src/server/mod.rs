@@ -191,7 +191,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     for (index, ((&cpu, (plain, secure)), link)) in cores {
         let config = config.clone();
         let signals = signals.clone();
-        let tls = tls.as_ref().zip(secure).map(|(start, socket)| (start.for_core(), socket));
+        let tls = tls
+            .as_ref()
+            .zip(secure)
+            .map(|(start, socket)| (start.for_core(), socket));
         let listeners = Listeners { plain, tls };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("ringcast-cpu{cpu}"))

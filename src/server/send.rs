@@ -494,14 +494,7 @@ impl<'a> Transfer<'a> {
         };
         let flags = libc::MSG_MORE | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         // SAFETY: the pointer and length describe `pending`'s initialised bytes.
-        let n = unsafe {
-            libc::send(
-                socket,
-                pending.as_ptr().cast(),
-                pending.len(),
-                flags,
-            )
-        };
+        let n = unsafe { libc::send(socket, pending.as_ptr().cast(), pending.len(), flags) };
         if n > 0 {
             self.sent += n as u64;
             pending.drain(..n as usize);

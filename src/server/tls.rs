@@ -14,7 +14,7 @@
 //!   `tls`, `TLS_TX` and `TLS_RX`); the connection then takes the plain data
 //!   path unchanged (sendfile, the mapped `sendmsg`).
 
-use crate::config::{CertPair, Ktls};
+use crate::config::CertPair;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::hmac;
 use rustls::crypto::CryptoProvider;
@@ -81,10 +81,17 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
-/// The rustls crypto we use: aws-lc-rs, AEAD suites only (rustls offers no
-/// others), TLS 1.3 and 1.2.
+/// The rustls crypto we use. Key exchange, signatures and randomness come
+/// from aws-lc-rs (its P-256 and X25519 make handshakes cheapest); the
+/// record layer's AEAD suites from ring, whose AES-GCM has a VAES/AVX2 path
+/// that aws-lc lacks (it has only AVX-512), so CPUs with VAES but no
+/// AVX-512 encrypt bulk bytes faster (docs/benchmarks.md). AEAD suites only
+/// (rustls offers no others), TLS 1.3 and 1.2.
 fn provider() -> CryptoProvider {
-    rustls::crypto::aws_lc_rs::default_provider()
+    CryptoProvider {
+        cipher_suites: rustls::crypto::ring::DEFAULT_CIPHER_SUITES.to_vec(),
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    }
 }
 
 /// Certificate and key files as read and checked: what the cores build
@@ -104,7 +111,8 @@ struct PemPair {
 impl CertSource {
     /// Reads every pair and checks that it makes a usable key for its chain.
     pub fn read(pairs: &[CertPair]) -> Result<CertSource, TlsError> {
-        let read = |path: &PathBuf| std::fs::read(path).map_err(|e| TlsError::Read(path.clone(), e));
+        let read =
+            |path: &PathBuf| std::fs::read(path).map_err(|e| TlsError::Read(path.clone(), e));
         let mut loaded = Vec::with_capacity(pairs.len());
         for paths in pairs {
             let pair = PemPair {
@@ -118,8 +126,25 @@ impl CertSource {
         Ok(CertSource { pairs: loaded })
     }
 
+    /// A source from PEM bytes already in memory (one pair, named `label`).
+    pub fn from_pem(label: &str, cert: Vec<u8>, key: Vec<u8>) -> Result<CertSource, TlsError> {
+        let pair = PemPair {
+            paths: CertPair {
+                cert: PathBuf::from(label),
+                key: PathBuf::from(label),
+            },
+            cert,
+            key,
+        };
+        pair.certified_key(&provider())?;
+        Ok(CertSource { pairs: vec![pair] })
+    }
+
     /// The certified keys, the default first.
-    fn certified_keys(&self, provider: &CryptoProvider) -> Result<Vec<Arc<CertifiedKey>>, TlsError> {
+    fn certified_keys(
+        &self,
+        provider: &CryptoProvider,
+    ) -> Result<Vec<Arc<CertifiedKey>>, TlsError> {
         self.pairs
             .iter()
             .map(|pair| pair.certified_key(provider).map(Arc::new))
@@ -189,7 +214,10 @@ impl SharedCerts {
     }
 
     fn current(&self) -> Arc<CertSource> {
-        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -351,7 +379,11 @@ pub struct CoreTls {
 }
 
 impl CoreTls {
-    pub fn new(shared: Arc<SharedCerts>, secret: TicketSecret, offload: bool) -> Result<CoreTls, TlsError> {
+    pub fn new(
+        shared: Arc<SharedCerts>,
+        secret: TicketSecret,
+        offload: bool,
+    ) -> Result<CoreTls, TlsError> {
         let generation = shared.generation();
         let config = server_config(&shared.current(), secret, offload)?;
         Ok(CoreTls {
@@ -418,55 +450,33 @@ pub fn kernel_has_tls() -> Result<(), std::io::Error> {
     set_tls_ulp(client.as_raw_fd())
 }
 
-/// Decides at start whether cores hand keys to the kernel.
-pub fn offload_wanted(mode: Ktls) -> Result<bool, TlsError> {
-    match mode {
-        Ktls::Off => Ok(false),
-        Ktls::Auto => Ok(kernel_has_tls().is_ok()),
-        Ktls::Require => kernel_has_tls()
-            .map(|()| true)
-            .map_err(TlsError::KernelTlsMissing),
-    }
-}
-
-fn set_tls_ulp(fd: RawFd) -> std::io::Result<()> {
+/// Sets the `tls` upper-layer protocol on a connected socket: the first step
+/// of kernel TLS, and the one that fails (ENOENT) where the kernel has none.
+/// Until keys are set the socket carries bytes as before.
+pub fn set_tls_ulp(fd: RawFd) -> std::io::Result<()> {
     // SAFETY: `fd` is an open socket for the duration of the call.
     let socket = unsafe { BorrowedFd::borrow_raw(fd) };
     ktls_core::setup_ulp(&socket).map_err(std::io::Error::other)
 }
 
-/// Why keys could not move to the kernel.
-#[derive(Debug)]
-pub enum OffloadError {
-    /// The ULP could not be set: the kernel lacks TLS. The connection is
-    /// untouched and goes on in user space.
-    Unsupported(std::io::Error),
-    /// Failed after the keys left rustls: the connection cannot go on.
-    Broken(String),
-}
-
-/// Moves a finished handshake's record keys into the kernel. The caller has
-/// flushed every record rustls queued and read out every byte it decrypted.
-pub fn offload(fd: RawFd, conn: rustls::ServerConnection) -> Result<(), (OffloadError, Option<rustls::ServerConnection>)> {
-    if let Err(e) = set_tls_ulp(fd) {
-        return Err((OffloadError::Unsupported(e), Some(conn)));
-    }
-    let version = match conn.protocol_version() {
-        Some(version) => version,
-        None => return Err((OffloadError::Broken("no protocol version".into()), None)),
-    };
-    let broken = |e: &dyn fmt::Display| (OffloadError::Broken(e.to_string()), None);
-    let secrets = conn.dangerous_extract_secrets().map_err(|e| broken(&e))?;
-    let secrets = ktls_core::ExtractedSecrets::try_from(secrets).map_err(|e| broken(&e))?;
+/// Moves a finished handshake's record keys into the kernel (`TLS_TX` and
+/// `TLS_RX`) on a socket whose ULP is set. The caller has flushed every
+/// record rustls queued and read out every byte it decrypted. rustls is
+/// consumed either way: an error leaves the connection unusable.
+pub fn offload_keys(fd: RawFd, conn: rustls::ServerConnection) -> Result<(), String> {
+    let version = conn.protocol_version().ok_or("no protocol version")?;
+    let secrets = conn
+        .dangerous_extract_secrets()
+        .map_err(|e| e.to_string())?;
+    let secrets = ktls_core::ExtractedSecrets::try_from(secrets).map_err(|e| e.to_string())?;
     let version = ktls_core::ProtocolVersion::from(version);
     let (tx_seq, tx) = secrets.tx;
     let (rx_seq, rx) = secrets.rx;
-    let tx = ktls_core::TlsCryptoInfoTx::new(version, tx, tx_seq).map_err(|e| broken(&e))?;
-    let rx = ktls_core::TlsCryptoInfoRx::new(version, rx, rx_seq).map_err(|e| broken(&e))?;
+    let tx = ktls_core::TlsCryptoInfoTx::new(version, tx, tx_seq).map_err(|e| e.to_string())?;
+    let rx = ktls_core::TlsCryptoInfoRx::new(version, rx, rx_seq).map_err(|e| e.to_string())?;
     // SAFETY: `fd` is the connection's open socket for the duration of the call.
     let socket = unsafe { BorrowedFd::borrow_raw(fd) };
-    ktls_core::setup_tls_params(&socket, &tx, &rx).map_err(|e| broken(&e))?;
-    Ok(())
+    ktls_core::setup_tls_params(&socket, &tx, &rx).map_err(|e| e.to_string())
 }
 
 /// Where a byte stream of TLS records stands: between records or inside
@@ -513,6 +523,34 @@ impl RecordCursor {
     }
 }
 
+/// Gives `bytes` (ciphertext from the client) to rustls, processing the
+/// records it completes, and follows them with `records`. An error is
+/// fatal: rustls has queued the alert that says why.
+pub fn feed(
+    conn: &mut rustls::ServerConnection,
+    records: &mut RecordCursor,
+    bytes: &[u8],
+) -> Result<(), rustls::Error> {
+    records.advance(bytes);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let before = rest.len();
+        match conn.read_tls(&mut rest) {
+            Ok(_) => {}
+            // Its buffer is full: processing below makes room.
+            Err(e) if e.kind() == std::io::ErrorKind::Other => {}
+            Err(_) => return Err(rustls::Error::General("read_tls failed".into())),
+        }
+        conn.process_new_packets()?;
+        if rest.len() == before && conn.wants_read() {
+            // Neither read nor processing made room (a peer flooding
+            // plaintext we have not read): refuse rather than spin.
+            return Err(rustls::Error::General("receive buffer full".into()));
+        }
+    }
+    Ok(())
+}
+
 /// True when a TLS port's first bytes look like an HTTP/1 request line
 /// (`GET /`, `HEAD /` ...): a client that should have used https://.
 pub fn looks_like_plain_http(first: &[u8]) -> bool {
@@ -544,7 +582,7 @@ mod tests {
     fn record(kind: u8, len: usize) -> Vec<u8> {
         let mut bytes = vec![kind, 3, 3];
         bytes.extend_from_slice(&(len as u16).to_be_bytes());
-        bytes.extend(std::iter::repeat(0xab).take(len));
+        bytes.extend(std::iter::repeat_n(0xab, len));
         bytes
     }
 
@@ -558,7 +596,10 @@ mod tests {
         cursor.advance(&stream[3..45]);
         assert!(cursor.at_boundary(), "after the first record");
         cursor.advance(&stream[45..50]);
-        assert!(cursor.at_boundary(), "an empty record is whole after its header");
+        assert!(
+            cursor.at_boundary(),
+            "an empty record is whole after its header"
+        );
         cursor.advance(&stream[50..60]);
         assert!(!cursor.at_boundary(), "inside a body");
         cursor.advance(&stream[60..]);
@@ -616,8 +657,14 @@ mod tests {
         let secret = TicketSecret::random();
         let (core_a, core_b) = (Tickets::new(secret), Tickets::new(secret));
         let ticket = core_a.encrypt(b"session state").unwrap();
-        assert_eq!(core_b.decrypt(&ticket).as_deref(), Some(&b"session state"[..]));
-        assert_eq!(core_a.decrypt(&ticket).as_deref(), Some(&b"session state"[..]));
+        assert_eq!(
+            core_b.decrypt(&ticket).as_deref(),
+            Some(&b"session state"[..])
+        );
+        assert_eq!(
+            core_a.decrypt(&ticket).as_deref(),
+            Some(&b"session state"[..])
+        );
         let stranger = Tickets::new(TicketSecret::random());
         assert_eq!(stranger.decrypt(&ticket), None);
     }

@@ -13,7 +13,7 @@
 //! The data path asks once ([`Transport::raw_socket`]) and never branches on
 //! TLS otherwise.
 
-use super::tls::{self, OffloadError, RecordCursor};
+use super::tls::{self, RecordCursor};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use rustls::ServerConnection;
@@ -169,9 +169,10 @@ impl Transport {
             encrypted: 0,
         };
         transport.handshake(deadline).await?;
-        let resumed = transport.tls.as_ref().is_some_and(|tls| {
-            tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
-        });
+        let resumed = transport
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed));
         let offload = if offload {
             transport.offload()?
         } else {
@@ -208,7 +209,9 @@ impl Transport {
     }
 
     pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(timeout).map_err(io::Error::from)
+        self.stream
+            .set_read_timeout(timeout)
+            .map_err(io::Error::from)
     }
 
     /// Reads application bytes; 0 at the end of the stream.
@@ -338,35 +341,20 @@ impl Transport {
                 return Ok(Offload::FellBack);
             }
         }
-        let UserTls {
-            conn,
-            records,
-            cipher,
-        } = *tls;
-        match tls::offload(self.stream.as_raw_fd(), conn) {
+        if tls::set_tls_ulp(self.stream.as_raw_fd()).is_err() {
+            self.tls = Some(tls);
+            self.early = early;
+            return Ok(Offload::FellBack);
+        }
+        match tls::offload_keys(self.stream.as_raw_fd(), tls.conn) {
             Ok(()) => {
                 self.kind = Kind::Ktls;
                 self.early = early;
                 Ok(Offload::Done)
             }
-            Err((OffloadError::Unsupported(_), Some(conn))) => {
-                self.tls = Some(Box::new(UserTls {
-                    conn,
-                    records,
-                    cipher,
-                }));
-                self.early = early;
-                Ok(Offload::FellBack)
-            }
-            Err((error, _)) => {
-                let why = match error {
-                    OffloadError::Unsupported(e) => e.to_string(),
-                    OffloadError::Broken(why) => why,
-                };
-                Err(HandshakeError::Io(io::Error::other(format!(
-                    "kernel TLS setup failed: {why}"
-                ))))
-            }
+            Err(why) => Err(HandshakeError::Io(io::Error::other(format!(
+                "kernel TLS setup failed: {why}"
+            )))),
         }
     }
 }
@@ -377,18 +365,7 @@ Content-Length: 45\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use an ht
 
 /// Gives `tls.cipher[..n]` to rustls and processes the records it completes.
 fn feed(tls: &mut UserTls, n: usize) -> Result<(), rustls::Error> {
-    let mut rest = &tls.cipher[..n];
-    tls.records.advance(rest);
-    while !rest.is_empty() {
-        match tls.conn.read_tls(&mut rest) {
-            Ok(_) => {}
-            // Its buffer is full: processing below makes room.
-            Err(e) if e.kind() == io::ErrorKind::Other => {}
-            Err(_) => return Err(rustls::Error::General("read_tls failed".into())),
-        }
-        tls.conn.process_new_packets()?;
-    }
-    Ok(())
+    tls::feed(&mut tls.conn, &mut tls.records, &tls.cipher[..n])
 }
 
 /// Writes every record rustls has queued, parking on POLLOUT when the
@@ -408,7 +385,9 @@ async fn flush_tls(stream: &mut TcpStream, conn: &mut ServerConnection) -> io::R
 fn is_reset(error: &io::Error) -> bool {
     matches!(
         error.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
     )
 }
 
@@ -448,7 +427,7 @@ fn send_kernel_close_notify(fd: RawFd) {
     const TLS_SET_RECORD_TYPE: libc::c_int = 1;
     const ALERT: u8 = 21;
     let alert = [1u8, 0]; // warning, close_notify
-    // SAFETY: CMSG_SPACE is a pure size computation.
+                          // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(1) } as usize;
     let mut control = vec![0u8; space];
     let mut iov = libc::iovec {
