@@ -1,7 +1,7 @@
 //! Command-line flags, parsed once into the [`Config`] every core gets a copy of.
 
 use crate::http::policy::{CacheRule, Cors, Policy};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,8 +11,11 @@ use std::time::Duration;
 pub struct Config {
     /// The directory served; absolute, so cores do not depend on the cwd.
     pub root: PathBuf,
-    /// Where every core's listener binds (port 0 picks one port for all).
-    pub listen: SocketAddr,
+    /// Where every core's plain-HTTP listener binds (port 0 picks one port
+    /// for all); `None` with `--listen off` (HTTPS only).
+    pub listen: Option<SocketAddr>,
+    /// HTTPS: where, with which certificates, and whether keys go to the kernel.
+    pub tls: Option<Tls>,
     /// The CPUs to run one pinned executor on, in ascending order.
     pub cpus: Vec<usize>,
     /// Serve symlinks that lead outside the root.
@@ -31,6 +34,35 @@ pub struct Config {
     pub pacing: Option<Pacing>,
     /// How file bytes reach the socket: through the page cache or O_DIRECT.
     pub io: Io,
+}
+
+/// `--tls-listen`, `--tls-cert`/`--tls-key` and `--ktls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Where every core's TLS listener binds (SO_REUSEPORT, like `listen`).
+    pub listen: SocketAddr,
+    /// Certificate chains and their keys; the first is the default, SNI
+    /// picks the others by the names their certificates carry.
+    pub pairs: Vec<CertPair>,
+    pub ktls: Ktls,
+}
+
+/// One `--tls-cert FILE --tls-key FILE` pair (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `--ktls`: whether record encryption moves into the kernel after the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ktls {
+    /// Where the kernel offers TLS; else encrypt in user space (counted as a fallback).
+    Auto,
+    /// Always encrypt in user space.
+    Off,
+    /// Refuse to start where the kernel cannot.
+    Require,
 }
 
 /// `--io`: where file bytes come from.
@@ -114,10 +146,32 @@ struct Flags {
     #[arg(long, value_name = "DIR", default_value = ".", value_parser = parse_root)]
     root: PathBuf,
 
-    /// Address and port every core listens on (SO_REUSEPORT). Port 0 picks a
-    /// free port, shared by all cores and printed at startup.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    /// Address and port every core listens on for plain HTTP (SO_REUSEPORT).
+    /// Port 0 picks a free port, shared by all cores and printed at startup.
+    /// `off`: no plain listener (HTTPS only, with --tls-listen).
+    #[arg(long, value_name = "ADDR:PORT|off", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
+    listen: Listen,
+
+    /// Address and port every core listens on for HTTPS, beside --listen.
+    /// Needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR:PORT", requires = "tls_cert")]
+    tls_listen: Option<SocketAddr>,
+
+    /// A PEM certificate chain (RSA or ECDSA), paired in order with a
+    /// --tls-key; repeatable. The first pair is the default; SNI picks the
+    /// others by their certificates' names. SIGHUP re-reads them all.
+    #[arg(long, value_name = "FILE", requires = "tls_listen")]
+    tls_cert: Vec<PathBuf>,
+
+    /// The PEM private key of the --tls-cert at the same position.
+    #[arg(long, value_name = "FILE", requires = "tls_listen")]
+    tls_key: Vec<PathBuf>,
+
+    /// Kernel TLS after the handshake: `auto` where the kernel has it (else
+    /// user space, counted as a fallback), `off`, or `require` (refuse to
+    /// start without it).
+    #[arg(long, value_enum, default_value = "auto")]
+    ktls: Ktls,
 
     /// CPUs to serve on, one pinned executor each: a list like `0,2-3`.
     /// Default: every CPU this process may run on.
@@ -267,13 +321,25 @@ impl Config {
         T: Into<std::ffi::OsString> + Clone,
     {
         let flags = Flags::try_parse_from(args)?;
+        let tls = tls_from(&flags)?;
+        let listen = match flags.listen {
+            Listen::Off if tls.is_none() => {
+                return Err(Flags::command().error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "--listen off needs --tls-listen: nothing would be served",
+                ))
+            }
+            Listen::Off => None,
+            Listen::On(addr) => Some(addr),
+        };
         let cpus = match flags.cpus {
             Some(CpuList(cpus)) => cpus,
             None => online_cpus(),
         };
         Ok(Config {
             root: flags.root,
-            listen: flags.listen,
+            listen,
+            tls,
             cpus,
             follow_symlinks: flags.follow_symlinks,
             file_cache: !flags.no_file_cache,
@@ -315,6 +381,69 @@ impl Config {
                 }),
             },
         })
+    }
+}
+
+/// `--listen`'s value.
+#[derive(Debug, Clone, Copy)]
+enum Listen {
+    On(SocketAddr),
+    Off,
+}
+
+fn parse_listen(value: &str) -> Result<Listen, String> {
+    if value == "off" {
+        return Ok(Listen::Off);
+    }
+    value
+        .parse()
+        .map(Listen::On)
+        .map_err(|_| format!("{value:?} is not ADDR:PORT (e.g. 0.0.0.0:8080 or [::]:8080) or off"))
+}
+
+/// The TLS part of the flags, checked: certificates and keys come in pairs.
+fn tls_from(flags: &Flags) -> Result<Option<Tls>, clap::Error> {
+    let Some(listen) = flags.tls_listen else {
+        return Ok(None);
+    };
+    if flags.tls_cert.len() != flags.tls_key.len() {
+        return Err(Flags::command().error(
+            clap::error::ErrorKind::WrongNumberOfValues,
+            format!(
+                "--tls-cert and --tls-key come in pairs: {} certificates, {} keys",
+                flags.tls_cert.len(),
+                flags.tls_key.len()
+            ),
+        ));
+    }
+    if flags.listen_addr() == Some(listen) {
+        return Err(Flags::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!("--tls-listen {listen} is also --listen's address"),
+        ));
+    }
+    let pairs = flags
+        .tls_cert
+        .iter()
+        .zip(&flags.tls_key)
+        .map(|(cert, key)| CertPair {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+        .collect();
+    Ok(Some(Tls {
+        listen,
+        pairs,
+        ktls: flags.ktls,
+    }))
+}
+
+impl Flags {
+    fn listen_addr(&self) -> Option<SocketAddr> {
+        match self.listen {
+            Listen::On(addr) if addr.port() != 0 => Some(addr),
+            _ => None,
+        }
     }
 }
 
@@ -431,9 +560,62 @@ mod tests {
             config.root,
             std::env::current_dir().unwrap().canonicalize().unwrap()
         );
-        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(config.tls, None);
         assert!(!config.cpus.is_empty());
         assert!(!config.follow_symlinks);
+    }
+
+    #[test]
+    fn tls_flags_pair_certificates_with_keys_in_order() {
+        let config = Config::try_from_iter([
+            "ringcast",
+            "--listen",
+            "off",
+            "--tls-listen",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "a.pem",
+            "--tls-key",
+            "a.key",
+            "--tls-cert",
+            "b.pem",
+            "--tls-key",
+            "b.key",
+            "--ktls",
+            "off",
+        ])
+        .unwrap();
+        assert_eq!(config.listen, None);
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(tls.ktls, Ktls::Off);
+        assert_eq!(tls.pairs.len(), 2);
+        assert_eq!(tls.pairs[1].cert, PathBuf::from("b.pem"));
+        assert_eq!(tls.pairs[1].key, PathBuf::from("b.key"));
+    }
+
+    #[test]
+    fn tls_flags_that_cannot_work_are_errors() {
+        let cert = ["--tls-cert", "a.pem", "--tls-key", "a.key"];
+        let with = |extra: &[&'static str]| {
+            let mut args = vec!["ringcast"];
+            args.extend_from_slice(extra);
+            Config::try_from_iter(args)
+        };
+        assert!(with(&["--listen", "off"]).is_err(), "nothing to serve");
+        assert!(with(&["--tls-listen", "127.0.0.1:8443"]).is_err(), "no certificate");
+        assert!(with(&cert).is_err(), "certificates without --tls-listen");
+        let mut unpaired = vec!["--tls-listen", "127.0.0.1:8443"];
+        unpaired.extend_from_slice(&cert);
+        unpaired.extend_from_slice(&["--tls-cert", "b.pem"]);
+        assert!(with(&unpaired).is_err(), "a certificate without a key");
+        let mut same = vec!["--listen", "127.0.0.1:8443", "--tls-listen", "127.0.0.1:8443"];
+        same.extend_from_slice(&cert);
+        assert!(with(&same).is_err(), "one address for both");
+        let mut bad = vec!["--tls-listen", "127.0.0.1:8443", "--ktls", "maybe"];
+        bad.extend_from_slice(&cert);
+        assert!(with(&bad).is_err());
     }
 
     #[test]

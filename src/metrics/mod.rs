@@ -12,7 +12,8 @@
 //!   data (page-cache hits cost microseconds; reads that go to the disk show in
 //!   the tail);
 //! - `socket_blocked`: per request, the time spent handing bytes to the socket
-//!   (microseconds for a reading client; a slow or stalled client shows in the tail).
+//!   (microseconds for a reading client; a slow or stalled client shows in the tail);
+//! - `tls_handshake`: per completed TLS handshake, accept to the handshake's end.
 
 pub mod prometheus;
 pub mod table;
@@ -50,6 +51,25 @@ pub const STATUSES: [Status; 17] = [
 
 fn status_index(status: Status) -> usize {
     STATUSES.iter().position(|&s| s == status).unwrap_or(0)
+}
+
+/// What carries a connection's bytes (`server::transport::Kind`'s labels).
+pub const TRANSPORTS: [&str; 3] = ["plain", "tls", "ktls"];
+
+/// Why TLS handshakes fail (`server::transport::HandshakeError::reason`).
+pub const HANDSHAKE_FAILURES: [&str; 8] = [
+    "timeout",
+    "closed",
+    "plain_http",
+    "version",
+    "incompatible",
+    "malformed",
+    "alert_received",
+    "io",
+];
+
+fn label_index(labels: &[&str], label: &str) -> usize {
+    labels.iter().position(|&l| l == label).unwrap_or(0)
 }
 
 /// Failures worth counting, by kind.
@@ -110,6 +130,18 @@ pub struct Counters {
     pub zero_copy_bytes: u64,
     /// Body bytes copied through a user-space buffer.
     pub copied_bytes: u64,
+    /// Application bytes encrypted in user space (rustls); kernel TLS and
+    /// handshakes are not counted.
+    pub tls_encrypted_bytes: u64,
+    /// TLS handshakes completed, and how many of them resumed a session.
+    pub tls_handshakes: u64,
+    pub tls_resumed: u64,
+    /// Failed handshakes, by [`HANDSHAKE_FAILURES`].
+    pub tls_handshake_failures: [u64; HANDSHAKE_FAILURES.len()],
+    /// Connections whose record keys went to the kernel.
+    pub ktls_connections: u64,
+    /// Connections that asked for kernel TLS and stayed in user space.
+    pub ktls_fallbacks: u64,
 }
 
 impl Counters {
@@ -132,6 +164,18 @@ impl Counters {
         self.accepted_connections += other.accepted_connections;
         self.zero_copy_bytes += other.zero_copy_bytes;
         self.copied_bytes += other.copied_bytes;
+        self.tls_encrypted_bytes += other.tls_encrypted_bytes;
+        self.tls_handshakes += other.tls_handshakes;
+        self.tls_resumed += other.tls_resumed;
+        for (a, b) in self
+            .tls_handshake_failures
+            .iter_mut()
+            .zip(&other.tls_handshake_failures)
+        {
+            *a += b;
+        }
+        self.ktls_connections += other.ktls_connections;
+        self.ktls_fallbacks += other.ktls_fallbacks;
     }
 }
 
@@ -142,6 +186,7 @@ pub struct Histograms {
     pub duration: Histogram<u64>,
     pub disk_wait: Histogram<u64>,
     pub socket_blocked: Histogram<u64>,
+    pub tls_handshake: Histogram<u64>,
 }
 
 impl Default for Histograms {
@@ -151,13 +196,14 @@ impl Default for Histograms {
             duration: new_histogram(),
             disk_wait: new_histogram(),
             socket_blocked: new_histogram(),
+            tls_handshake: new_histogram(),
         }
     }
 }
 
 impl Histograms {
     /// Name, help text and histogram, in exposition order.
-    pub fn named(&self) -> [(&'static str, &'static str, &Histogram<u64>); 4] {
+    pub fn named(&self) -> [(&'static str, &'static str, &Histogram<u64>); 5] {
         [
             (
                 "ttfb",
@@ -179,6 +225,11 @@ impl Histograms {
                 "Per request: time spent handing bytes to the client's socket.",
                 &self.socket_blocked,
             ),
+            (
+                "tls_handshake",
+                "Per completed TLS handshake: accept to the handshake's end.",
+                &self.tls_handshake,
+            ),
         ]
     }
 
@@ -188,6 +239,7 @@ impl Histograms {
         let _ = self.duration.add(&other.duration);
         let _ = self.disk_wait.add(&other.disk_wait);
         let _ = self.socket_blocked.add(&other.socket_blocked);
+        let _ = self.tls_handshake.add(&other.tls_handshake);
     }
 }
 
@@ -217,6 +269,8 @@ pub struct Metrics {
     counters: RefCell<Counters>,
     histograms: RefCell<Histograms>,
     open_connections: Cell<u64>,
+    /// Open connections by transport, in [`TRANSPORTS`] order.
+    open_by_transport: Cell<[u64; TRANSPORTS.len()]>,
 }
 
 impl Metrics {
@@ -226,6 +280,7 @@ impl Metrics {
             counters: RefCell::default(),
             histograms: RefCell::default(),
             open_connections: Cell::new(0),
+            open_by_transport: Cell::new([0; 3]),
         }
     }
 
@@ -258,6 +313,56 @@ impl Metrics {
         self.count(|c| c.errors[index] += 1);
     }
 
+    /// Application bytes rustls encrypted.
+    pub fn tls_encrypted(&self, bytes: u64) {
+        if bytes > 0 {
+            self.count(|c| c.tls_encrypted_bytes += bytes);
+        }
+    }
+
+    /// A completed handshake, and how long it took from accept.
+    pub fn handshake_done(&self, took: Duration, resumed: bool) {
+        self.count(|c| {
+            c.tls_handshakes += 1;
+            c.tls_resumed += u64::from(resumed);
+        });
+        if self.enabled {
+            let mut h = self.histograms.borrow_mut();
+            h.tls_handshake.saturating_record(micros(took).max(1));
+        }
+    }
+
+    /// A failed handshake, by one of [`HANDSHAKE_FAILURES`].
+    pub fn handshake_failed(&self, reason: &str) {
+        let index = label_index(&HANDSHAKE_FAILURES, reason);
+        self.count(|c| c.tls_handshake_failures[index] += 1);
+    }
+
+    /// Kernel TLS: taken (`true`) or fallen back from.
+    pub fn ktls(&self, offloaded: bool) {
+        self.count(|c| {
+            if offloaded {
+                c.ktls_connections += 1
+            } else {
+                c.ktls_fallbacks += 1
+            }
+        });
+    }
+
+    /// A connection now carried by `now` (one of [`TRANSPORTS`]) and no
+    /// longer by `was`.
+    pub fn transport_changed(&self, was: Option<&str>, now: Option<&str>) {
+        let mut open = self.open_by_transport.get();
+        if let Some(was) = was {
+            let index = label_index(&TRANSPORTS, was);
+            open[index] = open[index].saturating_sub(1);
+        }
+        if let Some(now) = now {
+            open[label_index(&TRANSPORTS, now)] += 1;
+        }
+        self.open_by_transport.set(open);
+    }
+
     pub fn set_open_connections(&self, open: usize) {
         self.open_connections.set(open as u64);
     }
@@ -283,6 +388,7 @@ impl Metrics {
             counters: self.counters.borrow().clone(),
             histograms: self.histograms.borrow().clone(),
             open_connections: self.open_connections.get(),
+            open_by_transport: self.open_by_transport.get(),
         }
     }
 }
@@ -294,6 +400,8 @@ pub struct Snapshot {
     pub counters: Counters,
     pub histograms: Histograms,
     pub open_connections: u64,
+    /// Open connections by transport, in [`TRANSPORTS`] order.
+    pub open_by_transport: [u64; TRANSPORTS.len()],
 }
 
 /// Adds snapshots of several cores into one.
@@ -303,6 +411,13 @@ pub fn merge(snapshots: &[Snapshot]) -> Snapshot {
         merged.counters.add(&snapshot.counters);
         merged.histograms.add(&snapshot.histograms);
         merged.open_connections += snapshot.open_connections;
+        for (a, b) in merged
+            .open_by_transport
+            .iter_mut()
+            .zip(snapshot.open_by_transport)
+        {
+            *a += b;
+        }
     }
     merged
 }

@@ -1,7 +1,7 @@
 //! The Prometheus text exposition format (version 0.0.4): merged series
 //! without a `core` label, then each core's with one.
 
-use super::{seconds, ErrorKind, Snapshot, QUANTILES, STATUSES};
+use super::{seconds, ErrorKind, Snapshot, HANDSHAKE_FAILURES, QUANTILES, STATUSES, TRANSPORTS};
 use std::fmt::Write;
 
 /// Renders `/metrics`.
@@ -111,6 +111,7 @@ pub fn render(cores: &[Snapshot], merged: &Snapshot) -> String {
             );
         }
     }
+    render_tls(&mut out, merged, cores);
     for (index, (name, help, _)) in merged.histograms.named().into_iter().enumerate() {
         let metric = format!("ringcast_{name}_seconds");
         family(&mut out, &metric, "summary", help);
@@ -133,6 +134,61 @@ pub fn render(cores: &[Snapshot], merged: &Snapshot) -> String {
         }
     }
     out
+}
+
+/// Handshakes, transports and kernel TLS.
+fn render_tls(out: &mut String, merged: &Snapshot, cores: &[Snapshot]) {
+    let all = || std::iter::once(merged).chain(cores);
+    let counters: [(&str, &str, fn(&Snapshot) -> u64); 5] = [
+        (
+            "ringcast_tls_handshakes_total",
+            "TLS handshakes completed.",
+            |s| s.counters.tls_handshakes,
+        ),
+        (
+            "ringcast_tls_resumed_handshakes_total",
+            "TLS handshakes that resumed a session (ticket or session id).",
+            |s| s.counters.tls_resumed,
+        ),
+        (
+            "ringcast_tls_encrypted_bytes_total",
+            "Application bytes encrypted in user space (kernel TLS not counted).",
+            |s| s.counters.tls_encrypted_bytes,
+        ),
+        (
+            "ringcast_ktls_connections_total",
+            "TLS connections whose record keys went to the kernel.",
+            |s| s.counters.ktls_connections,
+        ),
+        (
+            "ringcast_ktls_fallbacks_total",
+            "TLS connections that asked for kernel TLS and stayed in user space.",
+            |s| s.counters.ktls_fallbacks,
+        ),
+    ];
+    for (name, help, value) in counters {
+        family(out, name, "counter", help);
+        for s in all() {
+            sample(out, name, s, &[], value(s) as f64);
+        }
+    }
+    let name = "ringcast_tls_handshake_failures_total";
+    family(out, name, "counter", "TLS handshakes that failed, by reason.");
+    for s in all() {
+        for (reason, count) in HANDSHAKE_FAILURES
+            .iter()
+            .zip(&s.counters.tls_handshake_failures)
+        {
+            sample(out, name, s, &[("reason", reason)], *count as f64);
+        }
+    }
+    let name = "ringcast_open_connections_by_transport";
+    family(out, name, "gauge", "Client connections open now, by transport.");
+    for s in all() {
+        for (kind, open) in TRANSPORTS.iter().zip(s.open_by_transport) {
+            sample(out, name, s, &[("transport", kind)], open as f64);
+        }
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

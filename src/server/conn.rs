@@ -11,6 +11,7 @@
 
 use super::fs::{read_entries, OpenFile};
 use super::send::{SendError, Transfer};
+use super::transport::Transport;
 use super::Core;
 use crate::http::body::BodySkipper;
 use crate::http::encoding::Encoding;
@@ -24,8 +25,7 @@ use crate::http::plan::{
 use crate::http::request::{self, BodyFraming, Request, MAX_HEAD};
 use crate::metrics::{ErrorKind, RequestTimes};
 use event_listener::EventListener;
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+use futures_lite::future;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -38,19 +38,19 @@ const INITIAL_READ_BUFFER: usize = 2 * 1024;
 const RETAINED_BUFFER: usize = 4 * 1024;
 
 /// Serves `stream` until the client closes, an error, or `Connection: close`.
-pub async fn serve(core: &Core, mut stream: TcpStream) {
+/// `first_head_by`, for TLS, bounds the first request's head by the same
+/// deadline as the handshake before it (`--header-timeout` from accept).
+pub async fn serve(core: &Core, mut stream: Transport, first_head_by: Option<Instant>) {
     let mut conn = Connection {
         read: ReadBuffer::default(),
         head: Vec::new(),
         served: 0,
-        peer: core
-            .access_log
-            .as_ref()
-            .and_then(|_| stream.peer_addr().ok()),
+        peer: core.access_log.as_ref().and_then(|_| stream.peer_addr()),
         drain: None,
+        first_head_by,
     };
     let _ = conn.run(core, &mut stream).await;
-    let _ = stream.close().await;
+    stream.close().await;
 }
 
 struct Connection {
@@ -64,6 +64,9 @@ struct Connection {
     peer: Option<SocketAddr>,
     /// Kept across idle waits (see `Drain::wait`).
     drain: Option<EventListener>,
+    /// The first head's deadline when it began before the connection
+    /// could read requests (a TLS handshake).
+    first_head_by: Option<Instant>,
 }
 
 /// How a request's exchange ended.
@@ -73,13 +76,13 @@ enum Next {
 }
 
 impl Connection {
-    async fn run(&mut self, core: &Core, stream: &mut TcpStream) -> io::Result<()> {
+    async fn run(&mut self, core: &Core, stream: &mut Transport) -> io::Result<()> {
         let limits = core.config.limits;
         // Set once a started head needs more bytes (a whole head in one read,
         // the common case, never reads the clock for it).
-        let mut head_deadline: Option<Instant> = None;
+        let mut head_deadline: Option<Instant> = self.first_head_by.take();
         loop {
-            if self.read.is_empty() {
+            if self.read.is_empty() && self.served > 0 {
                 head_deadline = None;
             }
             let next = match request::parse(self.read.data()) {
@@ -102,7 +105,7 @@ impl Connection {
                     next
                 }
                 Ok(None) => {
-                    let more = if self.read.is_empty() {
+                    let more = if self.read.is_empty() && head_deadline.is_none() {
                         self.fill_while_idle(core, stream).await?
                     } else {
                         let deadline = *head_deadline
@@ -131,7 +134,7 @@ impl Connection {
 
     /// Waits for the first byte of a request, up to the idle timeout, and
     /// gives up at once if the core starts draining. Returns 0 to close.
-    async fn fill_while_idle(&mut self, core: &Core, stream: &mut TcpStream) -> io::Result<usize> {
+    async fn fill_while_idle(&mut self, core: &Core, stream: &mut Transport) -> io::Result<usize> {
         stream.set_read_timeout(Some(core.config.limits.idle_timeout))?;
         let read = async { self.read.fill(stream).await.map(Some) };
         let drained = async {
@@ -150,7 +153,7 @@ impl Connection {
     async fn fill_head(
         &mut self,
         core: &Core,
-        stream: &mut TcpStream,
+        stream: &mut Transport,
         deadline: Instant,
     ) -> io::Result<usize> {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -170,7 +173,7 @@ impl Connection {
     async fn refuse(
         &mut self,
         core: &Core,
-        stream: &mut TcpStream,
+        stream: &mut Transport,
         error: RequestError,
     ) -> io::Result<()> {
         let exchange = Exchange {
@@ -201,7 +204,7 @@ impl Connection {
     /// each read may wait up to `timeout`.
     async fn skip_body(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Transport,
         framing: BodyFraming,
         timeout: Duration,
     ) -> io::Result<()> {
@@ -256,7 +259,7 @@ impl ReadBuffer {
     }
 
     /// Reads more bytes after the unconsumed ones; returns 0 at end of stream.
-    async fn fill(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+    async fn fill(&mut self, stream: &mut Transport) -> io::Result<usize> {
         self.make_room();
         let n = stream.read(&mut self.bytes[self.end..]).await?;
         self.end += n;
@@ -308,7 +311,7 @@ struct Exchange<'r, 'b> {
 /// Answers one parsed request completely.
 async fn respond(
     core: &Core,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     exchange: &Exchange<'_, '_>,
     head: &mut Vec<u8>,
 ) -> io::Result<Next> {
@@ -398,7 +401,7 @@ fn header_length(head: &[u8]) -> u64 {
 /// connection come back as `Err`.
 async fn deliver(
     core: &Core,
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     exchange: &Exchange<'_, '_>,
     head: &mut Vec<u8>,
     body: &Body,
@@ -412,7 +415,7 @@ async fn deliver(
     // is skipped when there is no log.
     let head_len = core.access_log.as_ref().map(|_| header_length(head));
     let mut transfer = Transfer::new(
-        stream,
+        &mut *stream,
         file,
         core.direct.as_ref(),
         started,
@@ -423,14 +426,22 @@ async fn deliver(
     // follows the client's last byte sees this response counted.
     metrics.sent(transfer.sent, transfer.body_copied, transfer.body_zero_copy);
     let elapsed = transfer.finished_at() - started;
+    let (first_byte, socket_time, disk_time, sent) = (
+        transfer.first_byte,
+        transfer.socket_time,
+        transfer.disk_time,
+        transfer.sent,
+    );
+    drop(transfer);
+    metrics.tls_encrypted(stream.take_encrypted());
     metrics.record(&RequestTimes {
-        ttfb: transfer.first_byte.unwrap_or(elapsed),
+        ttfb: first_byte.unwrap_or(elapsed),
         duration: elapsed,
-        disk_wait: (!matches!(body, Body::None)).then_some(transfer.disk_time),
-        socket_blocked: transfer.socket_time,
+        disk_wait: (!matches!(body, Body::None)).then_some(disk_time),
+        socket_blocked: socket_time,
     });
     if let (Some(log), Some(head_len)) = (&core.access_log, head_len) {
-        let body_bytes = transfer.sent.saturating_sub(head_len);
+        let body_bytes = sent.saturating_sub(head_len);
         log.record(exchange.peer, exchange.request, status, body_bytes, elapsed);
     }
     match result {

@@ -182,20 +182,22 @@ impl Drop for Heartbeat {
 }
 
 impl Signals {
-    /// Blocks SIGTERM, SIGINT and SIGUSR1 in this thread (and every thread it
-    /// spawns afterwards) and starts a thread that waits for them. The first
-    /// SIGTERM/SIGINT sets the stop flag, the second exits the process at
-    /// once; SIGUSR1 asks for the percentile tables.
+    /// Blocks SIGTERM, SIGINT, SIGUSR1 and SIGHUP in this thread (and every
+    /// thread it spawns afterwards) and starts a thread that waits for them.
+    /// The first SIGTERM/SIGINT sets the stop flag, the second exits the
+    /// process at once; SIGUSR1 asks for the percentile tables; SIGHUP runs
+    /// `on_hangup` (re-reading certificates) on the signal thread, off the cores.
     ///
     /// Between signals the thread looks at the heartbeats of the cores on
     /// `cpus` every [`WATCHDOG_TICK`] (until a stop is requested: draining
     /// cores leave their loop) and exits the process with [`STALLED_EXIT`]
     /// if one has stopped ([`Watchdog`]).
-    pub fn install(cpus: &[usize]) -> nix::Result<Signals> {
+    pub fn install(cpus: &[usize], on_hangup: Box<dyn Fn() + Send>) -> nix::Result<Signals> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGTERM);
         set.add(Signal::SIGINT);
         set.add(Signal::SIGUSR1);
+        set.add(Signal::SIGHUP);
         set.thread_block()?;
         let signals = Signals {
             beats: cpus.iter().map(|_| AtomicU64::new(UNWATCHED)).collect(),
@@ -223,6 +225,8 @@ impl Signals {
                     };
                     if signal == Signal::SIGUSR1 {
                         dump.store(true, Ordering::Relaxed);
+                    } else if signal == Signal::SIGHUP {
+                        on_hangup();
                     } else if first {
                         eprintln!("ringcast: {signal:?}: no longer accepting; draining (a second signal exits at once)");
                         stop.store(true, Ordering::Relaxed);

@@ -5,6 +5,8 @@
 //! - [`listener`]: binds every core's socket up front, so a bad address fails
 //!   before any thread starts.
 //! - [`conn`]: one connection's read-decide-send loop.
+//! - [`transport`]: the socket under it: plain, user-space TLS or kernel TLS.
+//! - [`tls`]: certificates, SNI, tickets, the per-core rustls configuration, kTLS.
 //! - [`fs`]: opening files strictly beneath the root.
 //! - [`file_cache`]: the per-core open-file cache, kept fresh by inotify.
 //! - [`send`]: the data path from file to socket.
@@ -29,6 +31,8 @@ pub mod listener;
 pub mod mapped;
 pub mod residency;
 pub mod send;
+pub mod tls;
+pub mod transport;
 
 use crate::config::{Config, Io};
 use crate::metrics::{self, ErrorKind, Metrics, Snapshot};
@@ -41,7 +45,9 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use transport::{Offload, Transport};
 
 /// How long a core waits before accepting again after running out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -62,6 +68,8 @@ pub struct Core {
     pub drain: Drain,
     pub metrics: Metrics,
     pub access_log: Option<access_log::AccessLog>,
+    /// This core's TLS configuration, with `--tls-listen`.
+    pub tls: Option<tls::CoreTls>,
 }
 
 impl Core {
@@ -85,6 +93,8 @@ pub enum ServerError {
     Signals(nix::Error),
     /// The admin thread or the access log could not start.
     Observe(std::io::Error),
+    /// Certificates, keys or `--ktls require`.
+    Tls(tls::TlsError),
 }
 
 impl fmt::Display for ServerError {
@@ -97,6 +107,7 @@ impl fmt::Display for ServerError {
             }
             ServerError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
             ServerError::Observe(e) => write!(f, "cannot start metrics or logging: {e}"),
+            ServerError::Tls(e) => write!(f, "cannot serve HTTPS: {e}"),
         }
     }
 }
@@ -108,9 +119,31 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     // Check the root once here so a bad one is a clear startup error.
     drop(fs::Root::open(&config.root, config.follow_symlinks).map_err(ServerError::Root)?);
     raise_fd_limit();
+    let tls = start_tls(&config)?;
+    let on_hangup: Box<dyn Fn() + Send> = match &tls {
+        Some(start) => {
+            let shared = start.shared.clone();
+            Box::new(move || shared.reload())
+        }
+        None => Box::new(|| eprintln!("ringcast: SIGHUP: nothing to reload (no --tls-listen)")),
+    };
     // Before any thread starts, so every thread inherits the blocked mask.
-    let signals = Signals::install(&config.cpus).map_err(ServerError::Signals)?;
-    let sockets = listener::bind_all(config.listen, config.cpus.len(), config.backlog)?;
+    let signals = Signals::install(&config.cpus, on_hangup).map_err(ServerError::Signals)?;
+    let count = config.cpus.len();
+    let plain_sockets: Vec<Option<socket2::Socket>> = match config.listen {
+        Some(addr) => listener::bind_all(addr, count, config.backlog)?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..count).map(|_| None).collect(),
+    };
+    let tls_sockets: Vec<Option<socket2::Socket>> = match &config.tls {
+        Some(tls) => listener::bind_all(tls.listen, count, config.backlog)?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (0..count).map(|_| None).collect(),
+    };
     let admin_listener = match config.observe.admin {
         Some(addr) => {
             Some(std::net::TcpListener::bind(addr).map_err(|e| ServerError::Listen(addr, e))?)
@@ -125,16 +158,21 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             .open(path)
             .map_err(ServerError::Observe)?;
     }
-    let addr = sockets[0]
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .unwrap_or(config.listen);
+    let bound = |sockets: &[Option<socket2::Socket>], scheme: &str| {
+        let addr = sockets.first()?.as_ref()?.local_addr().ok()?.as_socket()?;
+        Some(format!("{scheme}://{addr}"))
+    };
+    let urls: Vec<String> = [bound(&plain_sockets, "http"), bound(&tls_sockets, "https")]
+        .into_iter()
+        .flatten()
+        .collect();
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     eprintln!(
-        "ringcast: serving {} on http://{addr} (CPUs {:?}){}",
+        "ringcast: serving {} on {} (CPUs {:?}){}{}",
         config.root.display(),
+        urls.join(" and "),
         config.cpus,
+        tls.as_ref().map_or(String::new(), |t| t.describe()),
         admin_addr.map_or(String::new(), |a| format!(", admin on http://{a}/metrics"))
     );
     let (core_links, admin_links) = admin::links(config.cpus.len());
@@ -148,13 +186,16 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     )
     .map_err(ServerError::Observe)?;
     let mut executors = Vec::with_capacity(config.cpus.len());
+    let sockets = plain_sockets.into_iter().zip(tls_sockets);
     let cores = config.cpus.iter().zip(sockets).zip(core_links).enumerate();
-    for (index, ((&cpu, socket), link)) in cores {
+    for (index, ((&cpu, (plain, secure)), link)) in cores {
         let config = config.clone();
         let signals = signals.clone();
+        let tls = tls.as_ref().zip(secure).map(|(start, socket)| (start.for_core(), socket));
+        let listeners = Listeners { plain, tls };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("ringcast-cpu{cpu}"))
-            .spawn(move || serve_core(index, cpu, config, socket, signals, link))
+            .spawn(move || serve_core(index, cpu, config, listeners, signals, link))
             .map_err(|e| ServerError::Executor(cpu, e.to_string()))?;
         executors.push((cpu, handle));
     }
@@ -175,6 +216,77 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// What `run` sets up for TLS before the cores start.
+struct TlsStart {
+    shared: Arc<tls::SharedCerts>,
+    secret: tls::TicketSecret,
+    /// Hand keys to the kernel after handshakes (`--ktls auto|require`).
+    offload: bool,
+    /// Whether the kernel has TLS (probed once at start).
+    kernel: Result<(), String>,
+}
+
+impl TlsStart {
+    fn for_core(&self) -> CoreTlsStart {
+        CoreTlsStart {
+            shared: self.shared.clone(),
+            secret: self.secret,
+            offload: self.offload,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.kernel, self.offload) {
+            (_, false) => ", TLS in user space (--ktls off)".into(),
+            (Ok(()), true) => ", kernel TLS after handshakes".into(),
+            (Err(why), true) => {
+                format!(", TLS in user space: the kernel has no TLS ({why})")
+            }
+        }
+    }
+}
+
+/// Reads and checks the certificates, decides on kernel TLS: every error
+/// here stops the server before it listens.
+fn start_tls(config: &Config) -> Result<Option<TlsStart>, ServerError> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let source = tls::CertSource::read(&tls.pairs).map_err(ServerError::Tls)?;
+    let kernel = tls::kernel_has_tls().map_err(|e| e.to_string());
+    if tls.ktls == crate::config::Ktls::Require {
+        if let Err(e) = tls::kernel_has_tls() {
+            return Err(ServerError::Tls(tls::TlsError::KernelTlsMissing(e)));
+        }
+    }
+    Ok(Some(TlsStart {
+        shared: Arc::new(tls::SharedCerts::new(source, tls.pairs.clone())),
+        secret: tls::TicketSecret::random(),
+        offload: tls.ktls != crate::config::Ktls::Off,
+        kernel,
+    }))
+}
+
+/// What one core needs to build its own TLS configuration.
+struct CoreTlsStart {
+    shared: Arc<tls::SharedCerts>,
+    secret: tls::TicketSecret,
+    offload: bool,
+}
+
+/// One core's listening sockets.
+struct Listeners {
+    plain: Option<socket2::Socket>,
+    tls: Option<(CoreTlsStart, socket2::Socket)>,
+}
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy)]
+enum Scheme {
+    Http,
+    Https,
+}
+
 /// One core: accept until shutdown, then drain. Each connection is its own
 /// task; a panic in one is caught and ends only that connection.
 /// Returns the core's final metrics.
@@ -182,7 +294,7 @@ async fn serve_core(
     index: usize,
     cpu: usize,
     config: Config,
-    socket: socket2::Socket,
+    listeners: Listeners,
     signals: Signals,
     link: admin::CoreLink,
 ) -> Option<Snapshot> {
@@ -199,7 +311,17 @@ async fn serve_core(
         ),
         None => None,
     };
+    let (tls, tls_socket) = match listeners.tls {
+        Some((start, socket)) => {
+            let tls = tls::CoreTls::new(start.shared, start.secret, start.offload)
+                .map_err(|e| eprintln!("ringcast: cannot set up TLS: {e}"))
+                .ok()?;
+            (Some(tls), Some(socket))
+        }
+        None => (None, None),
+    };
     let core = Rc::new(Core {
+        tls,
         cpu,
         metrics: Metrics::new(config.observe.metrics),
         files: file_cache::FileCache::new(config.root.clone(), config.file_cache),
@@ -231,12 +353,37 @@ async fn serve_core(
         })
         .detach();
     }
-    // SAFETY: the socket is bound and listening, and ownership moves here.
-    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
-    future::or(accept_loop(&core, &listener), signals.wait(&heartbeat)).await;
-    // Closing the listener makes the kernel send new connections to nobody:
+    if core.tls.is_some() {
+        let refreshing = core.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(CERT_REFRESH).await;
+                if let Some(tls) = &refreshing.tls {
+                    tls.refresh();
+                }
+            }
+        })
+        .detach();
+    }
+    // SAFETY: the sockets are bound and listening, and ownership moves here.
+    let adopt = |socket: socket2::Socket| unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    let plain = listeners.plain.map(adopt);
+    let secure = tls_socket.map(adopt);
+    let accepting = future::zip(
+        accept_on(&core, plain.as_ref(), Scheme::Http),
+        accept_on(&core, secure.as_ref(), Scheme::Https),
+    );
+    future::or(
+        async {
+            accepting.await;
+        },
+        signals.wait(&heartbeat),
+    )
+    .await;
+    // Closing the listeners makes the kernel send new connections to nobody:
     // every core closes its own at about the same moment.
-    drop(listener);
+    drop(plain);
+    drop(secure);
     core.drain.begin();
     let drained = async {
         while core.connections.open() > 0 {
@@ -260,8 +407,17 @@ async fn serve_core(
     Some(core.snapshot())
 }
 
-/// Accepts connections for as long as the core runs, at most `--max-conns` at once.
-async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
+/// Accepts on `listener`, if there is one, for as long as the core runs.
+async fn accept_on(core: &Rc<Core>, listener: Option<&TcpListener>, scheme: Scheme) {
+    match listener {
+        Some(listener) => accept_loop(core, listener, scheme).await,
+        None => future::pending().await,
+    }
+}
+
+/// Accepts connections for as long as the core runs, at most `--max-conns`
+/// at once (counted across both listeners).
+async fn accept_loop(core: &Rc<Core>, listener: &TcpListener, scheme: Scheme) {
     let limits = core.config.limits;
     let mut last_error_log: Option<std::time::Instant> = None;
     loop {
@@ -280,11 +436,21 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
                 let _ = stream.set_write_timeout(Some(limits.send_timeout));
                 // Requests arrive through io_uring RECVs: no recv(2) per request.
                 stream.set_ring_recv(true);
+                let accepted_at = Instant::now();
                 let core = core.clone();
                 let slot = core.connections.register();
                 glommio::spawn_local(async move {
                     let _slot = slot;
-                    let served = AssertUnwindSafe(conn::serve(&core, stream)).catch_unwind();
+                    let served = AssertUnwindSafe(async {
+                        match scheme {
+                            Scheme::Http => {
+                                let _open = OpenGauge::new(&core.metrics, "plain");
+                                conn::serve(&core, Transport::plain(stream), None).await
+                            }
+                            Scheme::Https => serve_tls(&core, stream, accepted_at).await,
+                        }
+                    })
+                    .catch_unwind();
                     if served.await.is_err() {
                         core.metrics.error(ErrorKind::Panic);
                         eprintln!("ringcast: a connection task panicked; connection dropped");
@@ -303,6 +469,56 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener) {
                 glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }
         }
+    }
+}
+
+/// How often a core looks for certificates that SIGHUP reloaded.
+const CERT_REFRESH: Duration = Duration::from_secs(1);
+
+/// A TLS connection: the handshake (and the kernel hand-off), then the same
+/// connection loop as plain HTTP. The handshake and the first request head
+/// share one deadline, `--header-timeout` from accept.
+async fn serve_tls(core: &Core, stream: glommio::net::TcpStream, accepted_at: Instant) {
+    let Some(tls) = &core.tls else { return };
+    let mut open = OpenGauge::new(&core.metrics, "tls");
+    let deadline = accepted_at + core.config.limits.header_timeout;
+    match Transport::accept_tls(stream, tls.config(), tls.offload, deadline).await {
+        Ok(accepted) => {
+            core.metrics
+                .handshake_done(accepted_at.elapsed(), accepted.resumed);
+            match accepted.offload {
+                Offload::Done => core.metrics.ktls(true),
+                Offload::FellBack => core.metrics.ktls(false),
+                Offload::NotTried => {}
+            }
+            open.became(accepted.transport.kind().label());
+            conn::serve(core, accepted.transport, Some(deadline)).await;
+        }
+        Err(error) => core.metrics.handshake_failed(error.reason()),
+    }
+}
+
+/// Counts a connection in the open-by-transport gauge while it lives.
+struct OpenGauge<'a> {
+    metrics: &'a Metrics,
+    kind: &'static str,
+}
+
+impl<'a> OpenGauge<'a> {
+    fn new(metrics: &'a Metrics, kind: &'static str) -> Self {
+        metrics.transport_changed(None, Some(kind));
+        OpenGauge { metrics, kind }
+    }
+
+    fn became(&mut self, kind: &'static str) {
+        self.metrics.transport_changed(Some(self.kind), Some(kind));
+        self.kind = kind;
+    }
+}
+
+impl Drop for OpenGauge<'_> {
+    fn drop(&mut self) {
+        self.metrics.transport_changed(Some(self.kind), None);
     }
 }
 

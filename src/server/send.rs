@@ -21,15 +21,19 @@
 //!
 //! Chunks of [`CHUNK`] bound memory per connection whatever the file or
 //! range size.
+//!
+//! The transport says once whether the socket may be written around it
+//! ([`Transport::raw_socket`]): plain and kernel-TLS sockets take paths 1
+//! and 2; under user-space TLS every byte takes path 3 and is encrypted on
+//! its way out by [`Transport::write_all`].
 
 use super::direct::{DirectReads, DirectStream};
 use super::fs::OpenFile;
+use super::transport::Transport;
 use crate::config::Pacing;
 use crate::http::plan::Body;
 use crate::http::range::ByteRange;
-use futures_lite::AsyncWriteExt;
 use glommio::io::{BufferedFile, DmaFile};
-use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -82,7 +86,10 @@ pub enum SendError {
 
 /// One response on its way out, and what it cost.
 pub struct Transfer<'a> {
-    stream: &'a mut TcpStream,
+    transport: &'a mut Transport,
+    /// The socket for sendfile, mapped sends and corking; `None` when every
+    /// byte must go through the transport (user-space TLS).
+    raw: Option<RawFd>,
     file: Option<&'a OpenFile>,
     /// Set under `--io direct`: file bytes come from O_DIRECT reads.
     direct: Option<&'a DirectReads>,
@@ -113,14 +120,15 @@ pub struct Transfer<'a> {
     /// TCP_CORK is set on the socket (a long stream, or parked on a full
     /// socket); cleared when the response ends.
     corked: bool,
-    /// Whether sendfile may be used: not when paced, and not once the kernel
-    /// lacks `cachestat` (we never sendfile what might block on the disk).
+    /// Whether sendfile may be used: not when paced, not under user-space
+    /// TLS, and not once the kernel lacks `cachestat` (we never sendfile what
+    /// might block on the disk).
     zero_copy: bool,
 }
 
 impl<'a> Transfer<'a> {
     pub fn new(
-        stream: &'a mut TcpStream,
+        transport: &'a mut Transport,
         file: Option<&'a OpenFile>,
         direct: Option<&'a DirectReads>,
         started: Instant,
@@ -130,6 +138,7 @@ impl<'a> Transfer<'a> {
             let per_tick = p.bytes_per_sec as f64 * PACING_GRANULARITY.as_secs_f64();
             (per_tick as usize).clamp(MIN_PACED_CHUNK, CHUNK)
         });
+        let raw = transport.raw_socket();
         Transfer {
             chunk,
             pacing,
@@ -137,8 +146,9 @@ impl<'a> Transfer<'a> {
             body_zero_copy: 0,
             turn: 0,
             corked: false,
-            zero_copy: pacing.is_none(),
-            stream,
+            zero_copy: pacing.is_none() && raw.is_some(),
+            transport,
+            raw,
             file,
             direct,
             started,
@@ -168,10 +178,10 @@ impl<'a> Transfer<'a> {
     /// coalescing buffer and is left empty.
     pub async fn send(&mut self, head: &mut Vec<u8>, body: &Body) -> Result<(), SendError> {
         let mut result = self.send_body(head, body).await;
-        if self.corked {
+        if let (true, Some(socket)) = (self.corked, self.raw) {
             // Uncorking pushes out the last partial segment.
             self.corked = false;
-            if let Err(e) = set_cork(self.stream.as_raw_fd(), false) {
+            if let Err(e) = set_cork(socket, false) {
                 result = result.and(Err(SendError::Socket(e)));
             }
         }
@@ -209,7 +219,9 @@ impl<'a> Transfer<'a> {
     /// socket did not take is left for the caller.
     fn send_mapped(&mut self, range: ByteRange, pending: &mut Vec<u8>) -> Result<u64, SendError> {
         let len = range.end - range.start + 1;
-        let Some(file) = self.file else { return Ok(0) };
+        let (Some(file), Some(socket)) = (self.file, self.raw) else {
+            return Ok(0);
+        };
         if self.direct.is_some()
             || self.pacing.is_some()
             || len >= ZERO_COPY_MIN
@@ -226,7 +238,7 @@ impl<'a> Transfer<'a> {
             return Ok(0);
         }
         let sent = file.mapping.send(
-            &*self.stream,
+            &socket,
             pending,
             &file.fd,
             file.meta.len,
@@ -428,11 +440,13 @@ impl<'a> Transfer<'a> {
                 return Ok(ZeroCopy::NotResident);
             }
         }
+        let Some(socket) = self.raw else {
+            return Ok(ZeroCopy::NotResident);
+        };
         if end - offset > CORK_MIN {
             self.cork()?;
         }
         self.send_corked(pending).await?;
-        let socket = self.stream.as_raw_fd();
         let mut file_offset = i64::try_from(offset).map_err(|_| SendError::Truncated)?;
         // SAFETY: plain syscall on descriptors this transfer holds open.
         let n = unsafe { libc::sendfile(socket, fd, &mut file_offset, len as usize) };
@@ -463,8 +477,8 @@ impl<'a> Transfer<'a> {
 
     /// Sets TCP_CORK for the rest of this response (cleared in [`Self::send`]).
     fn cork(&mut self) -> Result<(), SendError> {
-        if !self.corked {
-            set_cork(self.stream.as_raw_fd(), true).map_err(SendError::Socket)?;
+        if let (false, Some(socket)) = (self.corked, self.raw) {
+            set_cork(socket, true).map_err(SendError::Socket)?;
             self.corked = true;
         }
         Ok(())
@@ -475,14 +489,14 @@ impl<'a> Transfer<'a> {
     /// Untimed: the kernel holds these bytes until the next step's, and that
     /// step's lap (and first byte) covers both, for one clock reading less.
     async fn send_corked(&mut self, pending: &mut Vec<u8>) -> Result<(), SendError> {
-        if pending.is_empty() {
-            return Ok(());
-        }
+        let Some(socket) = self.raw.filter(|_| !pending.is_empty()) else {
+            return self.flush(pending).await;
+        };
         let flags = libc::MSG_MORE | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
         // SAFETY: the pointer and length describe `pending`'s initialised bytes.
         let n = unsafe {
             libc::send(
-                self.stream.as_raw_fd(),
+                socket,
                 pending.as_ptr().cast(),
                 pending.len(),
                 flags,
@@ -510,7 +524,7 @@ impl<'a> Transfer<'a> {
         if self.wait_for_tokens(bytes.len()).await {
             self.lap(); // time spent paced is not time waiting for the socket
         }
-        let result = self.stream.write_all(bytes).await;
+        let result = self.transport.write_all(bytes).await;
         let step = self.lap();
         self.socket_time += step;
         result.map_err(socket_error)?;
@@ -524,7 +538,7 @@ impl<'a> Transfer<'a> {
     /// timeout. Parked, this response has let the others run, so its turn
     /// starts over.
     async fn wait_writable(&mut self) -> Result<(), SendError> {
-        let result = self.stream.writable().await;
+        let result = self.transport.writable().await;
         let step = self.lap();
         self.socket_time += step;
         self.turn = 0;
