@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ringcast against nginx, on the same core, with the same loadgen workloads.
 #
-#   tools/bench-vs-nginx.sh [--quick] [--rounds N] [--duration SECS] [--out FILE] [--no-wrk] [--control] [--together]
+#   tools/bench-vs-nginx.sh [--quick] [--rounds N] [--duration SECS] [--out FILE] [--no-wrk] [--control] [--together] [--tls]
 #
 # Installs nginx and wrk (Debian packages) if missing, builds ringcast and
 # loadgen (release), writes a 512 MiB file of random bytes, and starts ringcast
@@ -29,6 +29,16 @@
 # are not comparable with the alternating table; the CPU ratios are. The
 # fixed-rate row, which needs a core that idles, is left out.
 #
+# --tls serves and loads over HTTPS instead: both servers get the test CA's
+# ECDSA P-256 certificate (tools/test-ca.sh), TLS 1.2 and 1.3, and session
+# resumption (nginx: tickets and a shared session cache; ringcast: its own,
+# --ktls off so both encrypt in user space). The rows are the same but for
+# the fixed-rate one, plus full and resumed handshakes (loadgen --new-conn,
+# --new-conn --resume, 1 KiB ranges). A second table gives each server's
+# unit cost: CPU µs per MB for whole files, handshakes per CPU-second, and
+# what the handshakes negotiated (version, suite, group). If the servers
+# negotiated differently the run fails, after printing the tables.
+#
 # Default: 3 rounds of 5 s runs, about 6 minutes in all (3 without the wrk check).
 # --quick: 3 rounds of 2 s runs, about 3 minutes.
 # All load goes to 127.0.0.1; every run stops by itself.
@@ -41,6 +51,7 @@ out=""
 wrk_check=1
 control=0
 together=0
+tls=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) duration=2 ;;
@@ -50,7 +61,8 @@ while [ $# -gt 0 ]; do
     --no-wrk) wrk_check=0 ;;
     --control) control=1 ;;
     --together) together=1 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    --tls) tls=1 ;;
+    -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
     *) echo "bench-vs-nginx: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -93,11 +105,27 @@ cat "$root/media.mp4" > /dev/null
 rc_port=$(free_port 18080)
 ng_port=$(free_port $((rc_port + 1)))
 
+# --tls: the test CA and its certificate for 127.0.0.1, the URL scheme, the
+# flags loadgen needs to trust it, and nginx's ssl directives (one line).
+scheme=http
+load_tls=()
+if [ "$tls" -eq 1 ]; then
+  tools/test-ca.sh "$dir/ca"
+  scheme=https
+  load_tls=(--cacert "$dir/ca/ca.pem")
+fi
+nginx_ssl="ssl_certificate $dir/ca/server.pem; ssl_certificate_key $dir/ca/server.key;\
+  ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on; ssl_session_cache shared:SSL:10m; ssl_session_timeout 1h;"
+
 # One nginx, configured exactly as the reference, in its own directory:
 # start_nginx DIR PORT; sets $started_pid.
 start_nginx() {
   mkdir -p "$1"
-  sed -e "s|@ROOT@|$root|g" -e "s|@PORT@|$2|g" -e "s|@CPUMASK@|$cpumask|g" \
+  local tls_edits=()
+  # --tls: the listener gets ssl, the http block the certificate and session settings.
+  [ "$tls" -eq 0 ] || tls_edits=(-e "s|listen 127.0.0.1:@PORT@ |listen 127.0.0.1:@PORT@ ssl |"
+                                  -e "/^http {/a\\  $nginx_ssl")
+  sed "${tls_edits[@]}" -e "s|@ROOT@|$root|g" -e "s|@PORT@|$2|g" -e "s|@CPUMASK@|$cpumask|g" \
       -e "s|@DIR@|$1|g" tools/nginx-media.conf > "$1/nginx.conf"
   # taskset as well: with master_process off nginx never applies worker_cpu_affinity
   # (its single process stays on every CPU), so pin it the way ringcast is pinned.
@@ -114,7 +142,13 @@ if [ "$control" -eq 1 ]; then
   nb_pid=$started_pid
   servers="ringcast nginx nginx-b"
 fi
-taskset -c "$server_cpu" "$ringcast" --root "$root" --listen "127.0.0.1:$rc_port" \
+if [ "$tls" -eq 1 ]; then
+  rc_listen=(--listen off --tls-listen "127.0.0.1:$rc_port" --tls-cert "$dir/ca/server.pem"
+             --tls-key "$dir/ca/server.key" --ktls off)
+else
+  rc_listen=(--listen "127.0.0.1:$rc_port")
+fi
+taskset -c "$server_cpu" "$ringcast" --root "$root" "${rc_listen[@]}" \
   --cpus "$server_cpu" >"$dir/ringcast.log" 2>&1 &
 rc_pid=$!
 pids+=("$rc_pid")
@@ -135,6 +169,15 @@ workloads=(
   # path is then part of every request's cost.
   "1 KiB ranges at 20,000/s, 64 conns|media.mp4|--range-size 1KiB -c 64 --rate 20000"
 )
+if [ "$tls" -eq 1 ]; then
+  # The fixed-rate row is left out (20,000/s of TLS may be past a server's
+  # capacity, and it measures the idle path, not TLS); the handshake rows join.
+  workloads=(
+    "${workloads[@]:0:3}"
+    "full handshakes, 16 conns|media.mp4|--range-size 1KiB -c 16 --new-conn"
+    "resumed handshakes, 16 conns|media.mp4|--range-size 1KiB -c 16 --new-conn --resume"
+  )
+fi
 if [ "$together" -eq 1 ]; then
   # The fixed-rate row measures a core that idles between requests; servers
   # sharing the core never let it idle, so --together leaves that row out.
@@ -152,23 +195,33 @@ measure() {
   pid=$(pid_of "$server")
   before=$(ticks "$pid")
   # shellcheck disable=SC2086
-  report=$("$loadgen" "http://127.0.0.1:$(port_of "$server")/$path" $args \
+  report=$("$loadgen" "$scheme://127.0.0.1:$(port_of "$server")/$path" $args "${load_tls[@]}" \
     --duration "${duration}s" --cpus "$load_cpu" --timeout 10s --json --quiet)
   after=$(ticks "$pid")
   requests=$(json_field requests "$report")
-  line=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$name" "$server" "$round" \
+  # Columns 9-12 (read only by the --tls table): CPU µs per MB of body,
+  # handshakes per CPU-second, resumed handshakes in %, what they negotiated.
+  local t=$((after - before)) body handshakes resumed
+  body=$(json_field body_bytes "$report")
+  handshakes=$(json_field handshakes "$report"); handshakes=${handshakes:-0}
+  resumed=$(json_field resumed "$report"); resumed=${resumed:-0}
+  line=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' "$name" "$server" "$round" \
     "$(json_field requests_per_sec "$report")" "$(json_field mb_per_sec "$report")" \
     "$(json_field p99 "$report")" \
-    "$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')" \
-    "$(json_field total "$report")")
+    "$(awk -v t=$t -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')" \
+    "$(json_field total "$report")" \
+    "$(awk -v t=$t -v hz="$hz" -v b="$body" 'BEGIN { printf "%.1f", b ? t * 1e6 / hz / (b / 1e6) : 0 }')" \
+    "$(awk -v t=$t -v hz="$hz" -v n="$handshakes" 'BEGIN { printf "%.0f", t ? n * hz / t : 0 }')" \
+    "$(awk -v r="$resumed" -v n="$handshakes" 'BEGIN { printf "%.1f", n ? 100 * r / n : 0 }')" \
+    "$(sed -n 's/.*"negotiated":"\([^"]*\)".*/\1/p' <<<"$report")")
   # One short append per run: concurrent runs (--together) never interleave.
   echo "$line" >> "$results"
-  printf '  round %s  %-24s %-8s %s\n' "$round" "$name" "$server" "$(cut -f4- <<<"$line")" >&2
+  printf '  round %s  %-24s %-8s %s\n' "$round" "$name" "$server" "$(cut -f4-8 <<<"$line")" >&2
 }
 
 echo "bench-vs-nginx: warming up" >&2
 for server in $servers; do
-  "$loadgen" "http://127.0.0.1:$(port_of "$server")/media.mp4" -c 4 -d 1s --cpus "$load_cpu" --quiet >/dev/null
+  "$loadgen" "$scheme://127.0.0.1:$(port_of "$server")/media.mp4" "${load_tls[@]}" -c 4 -d 1s --cpus "$load_cpu" --quiet >/dev/null
 done
 
 echo "bench-vs-nginx: $rounds rounds x ${#workloads[@]} workloads x $(wc -w <<<"$servers") servers, ${duration}s each (columns: req/s MB/s p99_us cpu_us/req errors)" >&2
@@ -264,12 +317,12 @@ wrk_table() {
       IFS='|' read -r name path largs wargs <<<"$c"
       for server in ringcast nginx; do
         local url rps
-        url="http://127.0.0.1:$(port_of "$server")/$path"
+        url="$scheme://127.0.0.1:$(port_of "$server")/$path"
         # shellcheck disable=SC2086
         rps=$(taskset -c "$load_cpu" wrk -t1 -c64 -d"${duration}s" $wargs "$url" | awk '/Requests\/sec/ { print $2 }')
         printf '%s\t%s\twrk\t%s\n' "$name" "$server" "$rps" >> "$agree"
         # shellcheck disable=SC2086
-        rps=$(json_field requests_per_sec "$("$loadgen" "$url" $largs -c 64 -d "${duration}s" --cpus "$load_cpu" --json --quiet)")
+        rps=$(json_field requests_per_sec "$("$loadgen" "$url" $largs "${load_tls[@]}" -c 64 -d "${duration}s" --cpus "$load_cpu" --json --quiet)")
         printf '%s\t%s\tloadgen\t%s\n' "$name" "$server" "$rps" >> "$agree"
         printf '  round %s  %-14s %-8s wrk %s loadgen %s\n' "$round" "$name" "$server" \
           "$(tail -2 "$agree" | head -1 | cut -f4)" "$rps" >&2
@@ -294,6 +347,29 @@ if [ "$wrk_check" -eq 1 ]; then
   agreement=$(wrk_table)
 fi
 
+# --tls: each server's unit cost, from the medians of columns 9-11, and
+# what its handshakes negotiated (every distinct value over all its runs).
+negotiated_by() { awk -F'\t' -v s="$1" '$2 == s && $12 != "" { print $12 }' "$results" | sort -u | paste -sd';' -; }
+tls_table() {
+  echo "| workload | server | server CPU µs/MB | handshakes/s | handshakes per CPU-second | resumed % |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: |"
+  for w in "${workloads[@]}"; do
+    IFS='|' read -r name _ args <<<"$w"
+    for server in $servers; do
+      local per_mb="-" per_cpu="-" resumed="-" per_sec="-"
+      [[ $args == *--range-size* ]] || per_mb=$(median "$name" "$server" 9)
+      if [[ $args == *--new-conn* ]]; then
+        per_cpu=$(median "$name" "$server" 10)
+        resumed=$(median "$name" "$server" 11)
+        per_sec=$(rate "$(median "$name" "$server" 4)")
+      fi
+      printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$server" "$per_mb" "$per_sec" "$per_cpu" "$resumed"
+    done
+  done
+  echo
+  for server in $servers; do echo "- $server negotiated: $(negotiated_by "$server")"; done
+}
+
 report() {
   if [ "$together" -eq 1 ]; then
     echo "Medians of $rounds rounds of ${duration} s; in each round the servers were loaded at the same time (--together), all on CPU $server_cpu, each by its own loadgen, all on CPU $load_cpu."
@@ -305,6 +381,12 @@ report() {
   echo "$(nginx -v 2>&1 | sed 's/.*: //'), ringcast $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
   echo
   table
+  if [ "$tls" -eq 1 ]; then
+    echo
+    echo "Over TLS (ringcast --ktls off): unit costs (medians) and what the handshakes negotiated:"
+    echo
+    tls_table
+  fi
   if [ "$wrk_check" -eq 1 ]; then
     echo
     echo "loadgen against wrk on the same workloads (64 connections; wrk -t1 and loadgen each on CPU $load_cpu; medians):"
@@ -313,3 +395,16 @@ report() {
   fi
 }
 report | tee ${out:+"$out"}
+
+# Two servers measured on different TLS terms are not comparable: say so, and fail.
+if [ "$tls" -eq 1 ]; then
+  first=""
+  for server in $servers; do
+    n=$(negotiated_by "$server")
+    if [ -z "$n" ]; then echo "bench-vs-nginx: FAILED: $server reported no TLS handshake" >&2; exit 1; fi
+    if [ -z "$first" ]; then first=$n; elif [ "$n" != "$first" ]; then
+      echo "bench-vs-nginx: FAILED: the servers negotiated different TLS parameters ($first vs $server's $n); the comparison is void" >&2
+      exit 1
+    fi
+  done
+fi

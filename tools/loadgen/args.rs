@@ -2,22 +2,28 @@
 //! durations (`10s`, `500ms`, `2m`), bitrates (`5M`, `800k`, `5Mbit`), CPU
 //! lists (`0,2-3`) and the target URL.
 
+use crate::tls::{parse_tls_version, TlsOptions, TlsVersion};
 use clap::Parser;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A media-aware HTTP/1.1 load generator with honest latency.
+/// A media-aware HTTP/1.1 load generator with honest latency, over plain
+/// TCP (http://) or TLS (https://, rustls; the server's certificate is always
+/// verified, against the system's CAs and any --cacert).
 ///
 /// Closed loop by default: each connection sends its next request as soon as
 /// the previous response is complete. With --rate, open loop: requests follow
 /// a fixed schedule and latency is measured from each request's scheduled
 /// time, so a stalled server shows up in the percentiles (coordinated
-/// omission corrected, as wrk2 does).
+/// omission corrected, as wrk2 does). With --new-conn every request opens
+/// its own connection, so handshakes per second (full, or resumed with
+/// --resume) can be measured.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "loadgen", version)]
 pub struct Args {
-    /// Target, http://HOST[:PORT]/PATH (HTTP/1.1, no TLS).
+    /// Target, http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH (HTTP/1.1;
+    /// ALPN offers http/1.1).
     #[arg(value_parser = parse_url)]
     pub url: Url,
     /// Active connections, spread evenly over the --cpus load threads.
@@ -71,11 +77,65 @@ pub struct Args {
     /// Seed for offsets and seek times (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Every request on a fresh connection: connect, (TLS handshake,) one
+    /// request with `Connection: close`, close. Latency includes the connect
+    /// and handshake; the report counts handshakes per second.
+    #[arg(long)]
+    pub new_conn: bool,
+    /// https with --new-conn: resume TLS sessions (1.3 tickets, 1.2 session
+    /// ids or tickets) from a cache each load thread shares among its
+    /// connections, to measure resumed handshakes instead of full ones.
+    #[arg(long, requires = "new_conn")]
+    pub resume: bool,
+    /// https: also trust this CA certificate (PEM; repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Vec<PathBuf>,
+    /// https: the server name to send (SNI) and verify, instead of the URL's
+    /// host (to test certificate selection).
+    #[arg(long, value_name = "NAME")]
+    pub sni: Option<String>,
+    /// https: offer only this TLS version (1.2 or 1.3). Default: both.
+    #[arg(long, value_name = "VERSION", value_parser = parse_tls_version)]
+    pub tls_version: Option<TlsVersion>,
+    /// https: offer only this cipher suite, by its IANA name as rustls spells
+    /// it (e.g. TLS13_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256).
+    #[arg(long, value_name = "SUITE")]
+    pub cipher: Option<String>,
 }
 
-/// A parsed `http://` URL: where to connect and what to send.
+impl Args {
+    /// The TLS flags, or an error if they are given for an http:// URL.
+    pub fn tls_options(&self) -> Result<Option<TlsOptions>, String> {
+        let options = TlsOptions {
+            cacerts: self.cacert.clone(),
+            sni: self.sni.clone(),
+            version: self.tls_version,
+            cipher: self.cipher.clone(),
+        };
+        if self.url.tls {
+            return Ok(Some(options));
+        }
+        let given = !options.cacerts.is_empty()
+            || options.sni.is_some()
+            || options.version.is_some()
+            || options.cipher.is_some()
+            || self.resume;
+        match given {
+            true => Err(
+                "--cacert, --sni, --tls-version, --cipher and --resume need an https:// URL".into(),
+            ),
+            false => Ok(None),
+        }
+    }
+}
+
+/// A parsed `http://` or `https://` URL: where to connect and what to send.
 #[derive(Debug, Clone)]
 pub struct Url {
+    /// `https://`: speak TLS.
+    pub tls: bool,
+    /// The host without port or brackets: the TLS server name by default.
+    pub server_name: String,
     /// The address connected to (the first the host resolves to).
     pub addr: SocketAddr,
     /// The `Host` field value, as written in the URL.
@@ -190,11 +250,28 @@ fn parse_header(value: &str) -> Result<String, String> {
     }
 }
 
-/// `http://host[:port][/path]` -> address, Host value and request-target.
+impl Url {
+    /// The URL as given (scheme, authority, path), for messages and reports.
+    pub fn text(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.host, self.path)
+    }
+}
+
+/// `http[s]://host[:port][/path]` -> address, Host value, TLS name and request-target.
 pub fn parse_url(value: &str) -> Result<Url, String> {
-    let rest = value
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{value:?}: only http:// URLs are supported"))?;
+    let (tls, rest) = match (
+        value.strip_prefix("http://"),
+        value.strip_prefix("https://"),
+    ) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => {
+            return Err(format!(
+                "{value:?}: only http:// and https:// URLs are supported"
+            ))
+        }
+    };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -210,17 +287,25 @@ pub fn parse_url(value: &str) -> Result<Url, String> {
             "{value:?}: the path has spaces or control characters"
         ));
     }
-    let with_port = if authority.ends_with(']') || !authority.contains(':') {
-        format!("{authority}:80")
-    } else {
-        authority.to_string()
+    let has_port = !authority.ends_with(']') && authority.contains(':');
+    let with_port = match (has_port, tls) {
+        (true, _) => authority.to_string(),
+        (false, false) => format!("{authority}:80"),
+        (false, true) => format!("{authority}:443"),
     };
+    let bare_host = match has_port {
+        true => &authority[..authority.rfind(':').unwrap_or(authority.len())],
+        false => authority,
+    };
+    let server_name = bare_host.trim_start_matches('[').trim_end_matches(']');
     let addr = with_port
         .to_socket_addrs()
         .map_err(|e| format!("{value:?}: cannot resolve {authority}: {e}"))?
         .next()
         .ok_or_else(|| format!("{value:?}: {authority} resolves to no address"))?;
     Ok(Url {
+        tls,
+        server_name: server_name.to_string(),
         addr,
         host: authority.to_string(),
         path,
@@ -283,9 +368,41 @@ mod tests {
         assert_eq!(url.path, "/");
         assert_eq!(parse_url("http://127.0.0.1:1?x=1").unwrap().path, "/?x=1");
         assert_eq!(parse_url("http://[::1]:81/a").unwrap().addr.port(), 81);
-        assert!(parse_url("https://127.0.0.1/").is_err());
+        assert!(!url.tls);
+        assert!(parse_url("ftp://127.0.0.1/").is_err());
         assert!(parse_url("http:///x").is_err());
         assert!(parse_url("http://127.0.0.1/a b").is_err());
+    }
+
+    #[test]
+    fn https_urls() {
+        let url = parse_url("https://127.0.0.1:8443/a.mp4").unwrap();
+        assert!(url.tls);
+        assert_eq!(url.server_name, "127.0.0.1");
+        assert_eq!(url.host, "127.0.0.1:8443");
+        assert_eq!(url.text(), "https://127.0.0.1:8443/a.mp4");
+        let url = parse_url("https://localhost/").unwrap();
+        assert_eq!(url.addr.port(), 443);
+        assert_eq!(url.server_name, "localhost");
+        let url = parse_url("https://[::1]:9/").unwrap();
+        assert_eq!(url.server_name, "::1");
+        assert_eq!(parse_url("https://[::1]/").unwrap().server_name, "::1");
+    }
+
+    #[test]
+    fn tls_flags_need_https() {
+        let args = |list: &[&str]| Args::try_parse_from(list).unwrap();
+        assert!(args(&["loadgen", "http://127.0.0.1:1/"])
+            .tls_options()
+            .unwrap()
+            .is_none());
+        assert!(args(&["loadgen", "http://127.0.0.1:1/", "--sni", "x"])
+            .tls_options()
+            .is_err());
+        let tls = args(&["loadgen", "https://127.0.0.1:1/", "--tls-version", "1.3"]);
+        let options = tls.tls_options().unwrap().unwrap();
+        assert_eq!(options.version, Some(TlsVersion::Tls13));
+        assert!(Args::try_parse_from(["loadgen", "https://127.0.0.1:1/", "--resume"]).is_err());
     }
 
     #[test]

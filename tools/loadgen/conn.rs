@@ -1,11 +1,14 @@
 //! The connections of one load thread: each active connection is a task that
 //! plans, sends, reads and checks requests until the deadline; each idle one
 //! makes one request and then holds the connection open. This is the only
-//! module that touches sockets.
+//! module that opens connections; their bytes go through a `Transport`
+//! (plain or TLS), which it never looks inside.
 
 use crate::response::{parse_head, Chunk, ChunkedDecoder, ContentRange, Framing, ParseError};
-use crate::rt::{self, sleep_until, TcpStream};
+use crate::rt::{self, sleep_until};
 use crate::stats::{Errors, Progress, Stats};
+use crate::tls::TlsClient;
+use crate::transport::{tls_error, ConnectError, Transport};
 use crate::workload::{Planned, Planner, Shape};
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -45,19 +48,28 @@ pub struct Run {
     /// Requests still in flight are abandoned here (deadline + timeout).
     pub hard_stop: Instant,
     pub timeout: Duration,
+    /// For `https://`: the client configuration, without a session cache.
+    pub tls: Option<TlsClient>,
+    /// Each load thread keeps a session cache and resumes from it (--resume).
+    pub resume: bool,
+    /// Every request on a connection of its own (--new-conn): connect,
+    /// handshake, one request with `Connection: close`, close.
+    pub new_conn: bool,
     pub progress: Progress,
 }
 
 /// Runs one thread's connections to the end and returns their stats.
 pub fn run_core(run: Arc<Run>, active: Vec<u32>, idle: u32) -> io::Result<Stats> {
     let stats = Rc::new(RefCell::new(Stats::default()));
+    let tls = Rc::new(run.tls.as_ref().map(|tls| tls.for_thread(run.resume)));
     for index in active {
-        let (run, stats) = (run.clone(), stats.clone());
+        let (run, stats, tls) = (run.clone(), stats.clone(), tls.clone());
         rt::spawn(async move {
             let in_flight = Cell::new(false);
             let finished = futures_lite::future::or(
                 async {
-                    active_connection(&run, index, &stats, &in_flight).await;
+                    let tls = tls.as_ref().as_ref();
+                    active_connection(&run, tls, index, &stats, &in_flight).await;
                     true
                 },
                 async {
@@ -72,9 +84,9 @@ pub fn run_core(run: Arc<Run>, active: Vec<u32>, idle: u32) -> io::Result<Stats>
         });
     }
     for _ in 0..idle {
-        let (run, stats) = (run.clone(), stats.clone());
+        let (run, stats, tls) = (run.clone(), stats.clone(), tls.clone());
         rt::spawn(async move {
-            idle_connection(&run, &stats).await;
+            idle_connection(&run, tls.as_ref().as_ref(), &stats).await;
         });
     }
     rt::run()?;
@@ -84,8 +96,15 @@ pub fn run_core(run: Arc<Run>, active: Vec<u32>, idle: u32) -> io::Result<Stats>
 }
 
 /// One active connection: plan, (wait,) send, read, check, record; reconnect
-/// after errors and `Connection: close`; stop at the deadline.
-async fn active_connection(run: &Run, index: u32, stats: &RefCell<Stats>, in_flight: &Cell<bool>) {
+/// after errors and `Connection: close`; stop at the deadline. With
+/// --new-conn, the connect and handshake are part of each request's latency.
+async fn active_connection(
+    run: &Run,
+    tls: Option<&TlsClient>,
+    index: u32,
+    stats: &RefCell<Stats>,
+    in_flight: &Cell<bool>,
+) {
     let mut planner = Planner::new(
         run.shape,
         run.len,
@@ -98,7 +117,10 @@ async fn active_connection(run: &Run, index: u32, stats: &RefCell<Stats>, in_fli
     );
     let mut buf = vec![0u8; READ_BUFFER];
     let mut request = Vec::with_capacity(run.request_head.len() + 64);
-    let mut stream = connect(run, stats).await;
+    let mut stream = match run.new_conn {
+        true => None,
+        false => connect(run, tls, stats).await,
+    };
     sleep_until(run.start).await;
     let mut seeks = 0;
     while let Some(plan) = planner.next(Instant::now()) {
@@ -115,8 +137,16 @@ async fn active_connection(run: &Run, index: u32, stats: &RefCell<Stats>, in_fli
             stats.borrow_mut().missed += planner.missed_from(plan.intended.unwrap_or(now));
             break;
         }
-        let Some(live) = stream.as_ref() else {
-            stream = connect(run, stats).await;
+        let sent = Instant::now();
+        in_flight.set(true);
+        if run.new_conn {
+            stream = connect(run, tls, stats).await;
+        }
+        let Some(live) = stream.as_mut() else {
+            in_flight.set(false);
+            if !run.new_conn {
+                stream = connect(run, tls, stats).await;
+            }
             if stream.is_none() {
                 sleep_until(Instant::now() + CONNECT_BACKOFF).await;
             }
@@ -124,8 +154,6 @@ async fn active_connection(run: &Run, index: u32, stats: &RefCell<Stats>, in_fli
         };
         build_request(&mut request, &run.request_head, plan.range);
         let expect = Expect::for_plan(run, &plan);
-        let sent = Instant::now();
-        in_flight.set(true);
         let mut received = 0;
         let result = exchange(
             live,
@@ -137,42 +165,77 @@ async fn active_connection(run: &Run, index: u32, stats: &RefCell<Stats>, in_fli
         )
         .await;
         in_flight.set(false);
-        let done = Instant::now();
-        let mut stats = stats.borrow_mut();
-        stats.body_bytes += received;
-        match result {
-            Ok(answer) => {
-                stats.responses += 1;
-                Progress::add(&run.progress.responses, 1);
-                *stats.statuses.entry(answer.status).or_default() += 1;
-                let from = plan.intended.unwrap_or(sent);
-                stats.record_latency(done - from);
-                if plan.play_time.is_some_and(|play| done - from > play) {
-                    stats.late_chunks += 1;
-                }
-                let problems = answer.problems.total();
-                if problems > 0 {
-                    stats.bad_responses += 1;
-                    stats.errors.add(&answer.problems);
-                    Progress::add(&run.progress.errors, problems);
-                }
-                if !answer.keep_alive {
-                    stream = None;
+        let latency = Instant::now() - plan.intended.unwrap_or(sent);
+        let outcome = record(
+            run,
+            &mut stats.borrow_mut(),
+            &plan,
+            latency,
+            received,
+            result,
+        );
+        match outcome {
+            After::KeepAlive => {}
+            After::Close => {
+                if let Some(closing) = stream.take() {
+                    closing.finish().await;
                 }
             }
-            Err(failure) => {
-                failure.count(&mut stats.errors);
-                Progress::add(&run.progress.errors, 1);
-                stream = None;
-            }
+            After::Drop => stream = None,
         }
+    }
+}
+
+/// What to do with the connection after an exchange.
+enum After {
+    KeepAlive,
+    /// The server said it closes: let it, then drop ours.
+    Close,
+    /// The exchange failed: the connection is of no further use.
+    Drop,
+}
+
+/// Counts one exchange's result and says what becomes of the connection.
+fn record(
+    run: &Run,
+    stats: &mut Stats,
+    plan: &Planned,
+    latency: Duration,
+    received: u64,
+    result: Result<Answer, Failure>,
+) -> After {
+    stats.body_bytes += received;
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(failure) => {
+            failure.count(&mut stats.errors);
+            Progress::add(&run.progress.errors, 1);
+            return After::Drop;
+        }
+    };
+    stats.responses += 1;
+    Progress::add(&run.progress.responses, 1);
+    *stats.statuses.entry(answer.status).or_default() += 1;
+    stats.record_latency(latency);
+    if plan.play_time.is_some_and(|play| latency > play) {
+        stats.late_chunks += 1;
+    }
+    let problems = answer.problems.total();
+    if problems > 0 {
+        stats.bad_responses += 1;
+        stats.errors.add(&answer.problems);
+        Progress::add(&run.progress.errors, problems);
+    }
+    match answer.keep_alive {
+        true => After::KeepAlive,
+        false => After::Close,
     }
 }
 
 /// One idle keep-alive connection: one small request, then silence until the
 /// deadline. The server closing it before then is an error.
-async fn idle_connection(run: &Run, stats: &RefCell<Stats>) {
-    let Some(mut stream) = connect(run, stats).await else {
+async fn idle_connection(run: &Run, tls: Option<&TlsClient>, stats: &RefCell<Stats>) {
+    let Some(mut stream) = connect(run, tls, stats).await else {
         return;
     };
     sleep_until(run.start).await;
@@ -188,7 +251,7 @@ async fn idle_connection(run: &Run, stats: &RefCell<Stats>) {
     let mut received = 0;
     let expect = Expect::for_plan(run, &plan);
     let result = exchange(
-        &stream,
+        &mut stream,
         &mut buf,
         &request,
         &expect,
@@ -206,7 +269,7 @@ async fn idle_connection(run: &Run, stats: &RefCell<Stats>) {
         Err(failure) => failure.count(&mut errors),
     }
     if errors.total() == 0 {
-        stream.timeout = None;
+        stream.set_timeout(None);
         let mut byte = [0u8; 1];
         let closed_early = futures_lite::future::or(
             async {
@@ -232,15 +295,25 @@ async fn idle_connection(run: &Run, stats: &RefCell<Stats>) {
     stats.errors.add(&errors);
 }
 
-/// Opens a connection (counting a failure) with the run's socket settings.
-async fn connect(run: &Run, stats: &RefCell<Stats>) -> Option<TcpStream> {
-    match TcpStream::connect(run.addr, run.timeout).await {
-        Ok(mut stream) => {
-            stream.timeout = Some(run.timeout);
+/// Opens a connection (counting a failure, or the handshake it made).
+async fn connect(run: &Run, tls: Option<&TlsClient>, stats: &RefCell<Stats>) -> Option<Transport> {
+    let result = Transport::connect(run.addr, run.timeout, tls).await;
+    let mut stats = stats.borrow_mut();
+    match result {
+        Ok(stream) => {
+            if let Some(handshake) = stream.handshake() {
+                stats.handshakes.record(&handshake);
+            }
             Some(stream)
         }
-        Err(_) => {
-            stats.borrow_mut().errors.connect += 1;
+        Err(error) => {
+            match error {
+                ConnectError::Tcp(_) => stats.errors.connect += 1,
+                ConnectError::Tls(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    stats.errors.timeout += 1
+                }
+                ConnectError::Tls(_) => stats.errors.tls += 1,
+            }
             Progress::add(&run.progress.errors, 1);
             None
         }
@@ -322,6 +395,7 @@ impl Failure {
     fn count(&self, errors: &mut Errors) {
         match self {
             Failure::Io(e) if e.kind() == io::ErrorKind::TimedOut => errors.timeout += 1,
+            Failure::Io(e) if tls_error(e).is_some() => errors.tls += 1,
             Failure::Io(_) => errors.io += 1,
             Failure::Closed => errors.closed += 1,
             Failure::Malformed => errors.malformed += 1,
@@ -362,7 +436,7 @@ impl BodyCheck<'_> {
 /// Sends `request` and reads one whole response into `buf`, checking it.
 /// `received` counts body bytes even when the exchange fails.
 async fn exchange(
-    stream: &TcpStream,
+    stream: &mut Transport,
     buf: &mut [u8],
     request: &[u8],
     expect: &Expect<'_>,
@@ -435,7 +509,7 @@ async fn exchange(
 /// Reads the body framed by `framing`; `buf[start..filled]` already holds its
 /// first bytes. Bytes beyond the body are a protocol error: we never pipeline.
 async fn read_body(
-    stream: &TcpStream,
+    stream: &mut Transport,
     buf: &mut [u8],
     start: usize,
     filled: usize,

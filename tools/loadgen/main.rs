@@ -1,4 +1,4 @@
-//! `loadgen`: a media-aware HTTP/1.1 load generator with honest latency.
+//! `loadgen`: a media-aware HTTP/1.1 (and HTTPS) load generator with honest latency.
 //!
 //! # Layout
 //! - [`args`]: flags and their units (sizes, durations, bitrates, CPU lists, the URL).
@@ -8,6 +8,10 @@
 //! - [`response`]: sans-io parsing of response heads, Content-Range and chunked bodies.
 //! - [`rt`]: a small single-threaded async runtime over edge-triggered epoll
 //!   (tasks, timers, non-blocking TCP), one per load thread.
+//! - [`tls`]: the rustls client configuration (trusted CAs, SNI, versions,
+//!   suites, session resumption) and the names of what a handshake negotiated.
+//! - [`transport`]: a connection's byte stream, plain TCP or rustls driven
+//!   over the non-blocking socket; the one place that knows about TLS.
 //! - [`conn`]: the connection tasks of one load thread.
 //!   Checks status, Content-Range, length and (with `--verify`) every body byte.
 //! - [`stats`]: per-thread counters and the hdrhistogram of latencies, merged at the end.
@@ -25,6 +29,8 @@ mod response;
 mod rt;
 mod run;
 mod stats;
+mod tls;
+mod transport;
 mod workload;
 
 use clap::Parser;

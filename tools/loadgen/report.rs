@@ -27,6 +27,8 @@ pub struct Summary<'a> {
     pub duration: Duration,
     /// From the first scheduled request until the last connection finished.
     pub elapsed: Duration,
+    /// An https:// run: report the handshakes and what they negotiated.
+    pub tls: bool,
     pub stats: &'a Stats,
 }
 
@@ -50,6 +52,52 @@ impl Summary<'_> {
             (Some(_), _) => "open loop",
             (None, Shape::Player { .. }) => "player (paced)",
             (None, _) => "closed loop",
+        }
+    }
+
+    /// The `tls` object of the JSON report (`null` for http://).
+    /// `negotiated` is the usual session as one string, for scripts that
+    /// compare servers; `sessions` lists every one seen, with its count.
+    fn tls_json(&self) -> serde_json::Value {
+        if !self.tls {
+            return serde_json::Value::Null;
+        }
+        let h = &self.stats.handshakes;
+        let sessions: Vec<serde_json::Value> = h
+            .sessions
+            .iter()
+            .map(|(s, n)| json!({"version": s.version, "cipher": s.cipher, "group": s.group, "count": n}))
+            .collect();
+        json!({
+            "handshakes": h.total(),
+            "handshakes_per_sec": (self.per_second(h.total()) * 10.0).round() / 10.0,
+            "full": h.full,
+            "resumed": h.resumed,
+            "negotiated": h.usual().map(|s| format!("{} {} {}", s.version, s.cipher, s.group)),
+            "sessions": sessions,
+        })
+    }
+
+    /// The report's TLS lines (none for http://).
+    fn tls_text(&self, out: &mut String) {
+        if !self.tls {
+            return;
+        }
+        let h = &self.stats.handshakes;
+        let _ = writeln!(
+            out,
+            "  handshakes {:>12}  {:>12.1} /s     ({} full, {} resumed)",
+            h.total(),
+            self.per_second(h.total()),
+            h.full,
+            h.resumed
+        );
+        for (s, n) in &h.sessions {
+            let _ = writeln!(
+                out,
+                "  tls        {} {} {} ({n})",
+                s.version, s.cipher, s.group
+            );
         }
     }
 
@@ -97,6 +145,7 @@ impl Summary<'_> {
             "late_chunks": s.late_chunks,
             "seeks": s.seeks,
             "idle_held": s.idle_held,
+            "tls": self.tls_json(),
         });
         value.to_string()
     }
@@ -167,6 +216,7 @@ impl Summary<'_> {
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
         let _ = writeln!(out, "  statuses   {}", statuses.join(", "));
+        self.tls_text(&mut out);
         if let Some(rate) = self.rate {
             let _ = writeln!(
                 out,
@@ -225,6 +275,7 @@ mod tests {
             cpus: &[1],
             duration: Duration::from_secs(2),
             elapsed: Duration::from_secs(2),
+            tls: false,
             stats,
         }
     }
@@ -248,6 +299,43 @@ mod tests {
         assert_eq!(v["errors"]["body_mismatch"], 3);
         assert!(v["latency_us"]["p99"].as_u64().unwrap() >= 4990);
         assert!(v["latency_us"]["p99.99"].is_u64());
+    }
+
+    #[test]
+    fn tls_runs_report_handshakes_and_the_negotiated_suite() {
+        let mut stats = Stats::default();
+        let session = crate::tls::Session {
+            version: "TLSv1.3",
+            cipher: "TLS13_AES_128_GCM_SHA256",
+            group: "X25519",
+        };
+        for resumed in [false, true, true, true] {
+            stats
+                .handshakes
+                .record(&crate::tls::Handshake { resumed, session });
+        }
+        let plain = summary(&stats);
+        assert!(!plain.text().contains("handshakes"));
+        assert!(plain.json().contains("\"tls\":null"));
+        let tls = Summary {
+            tls: true,
+            ..summary(&stats)
+        };
+        let v: serde_json::Value = serde_json::from_str(&tls.json()).unwrap();
+        assert_eq!(v["tls"]["handshakes"], 4);
+        assert_eq!(v["tls"]["handshakes_per_sec"], 2.0);
+        assert_eq!(v["tls"]["resumed"], 3);
+        assert_eq!(v["tls"]["full"], 1);
+        assert_eq!(
+            v["tls"]["negotiated"],
+            "TLSv1.3 TLS13_AES_128_GCM_SHA256 X25519"
+        );
+        let text = tls.text();
+        assert!(text.contains("(1 full, 3 resumed)"), "{text}");
+        assert!(
+            text.contains("TLS13_AES_128_GCM_SHA256 X25519 (4)"),
+            "{text}"
+        );
     }
 
     #[test]

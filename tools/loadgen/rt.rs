@@ -427,59 +427,80 @@ impl TcpStream {
         }
     }
 
+    /// Waits until the socket may be readable (or `timeout` passes).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.ready(false).await
+    }
+
+    /// Waits until the socket may take more bytes (or `timeout` passes).
+    pub async fn writable(&self) -> io::Result<()> {
+        self.ready(true).await
+    }
+
+    /// Reads what has arrived without waiting: `WouldBlock` when nothing has
+    /// (known from the last edge, so no syscall is spent on it); 0 at end of stream.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.source.readable.get() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            // SAFETY: buf is valid for writes of buf.len() bytes.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n >= 0 {
+                let n = n as usize;
+                if n < buf.len() && n > 0 && !self.source.hup.get() {
+                    // A short read drained the socket: wait for the next edge
+                    // instead of paying for a recv that says EAGAIN.
+                    self.source.readable.set(false);
+                }
+                return Ok(n);
+            }
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::WouldBlock => self.source.readable.set(false),
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(error),
+            }
+        }
+    }
+
+    /// Sends as much of `bufs` as fits, in one `sendmsg`, without waiting:
+    /// `WouldBlock` when the socket is full. One syscall for several
+    /// buffers is what lets TLS send its queued records together.
+    pub fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        loop {
+            if !self.source.writable.get() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let socket = socket2::SockRef::from(&self.fd);
+            match socket.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.source.writable.set(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Reads what has arrived, waiting for at least one byte; 0 at end of stream.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.source.readable.get() {
-                // SAFETY: buf is valid for writes of buf.len() bytes.
-                let n = unsafe {
-                    libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-                };
-                if n >= 0 {
-                    let n = n as usize;
-                    if n < buf.len() && n > 0 && !self.source.hup.get() {
-                        // A short read drained the socket: wait for the next edge
-                        // instead of paying for a recv that says EAGAIN.
-                        self.source.readable.set(false);
-                    }
-                    return Ok(n);
-                }
-                let error = io::Error::last_os_error();
-                match error.kind() {
-                    io::ErrorKind::WouldBlock => self.source.readable.set(false),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(error),
-                }
+            match self.try_read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable().await?,
+                result => return result,
             }
-            self.ready(false).await?;
         }
     }
 
     /// Writes all of `buf`, waiting for room as needed.
     pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
-            if self.source.writable.get() {
-                // SAFETY: buf is valid for reads of buf.len() bytes.
-                let n = unsafe {
-                    libc::send(
-                        self.fd.as_raw_fd(),
-                        buf.as_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_NOSIGNAL,
-                    )
-                };
-                if n >= 0 {
-                    buf = &buf[n as usize..];
-                    continue;
-                }
-                let error = io::Error::last_os_error();
-                match error.kind() {
-                    io::ErrorKind::WouldBlock => self.source.writable.set(false),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return Err(error),
-                }
+            match self.try_write_vectored(&[io::IoSlice::new(buf)]) {
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
             }
-            self.ready(true).await?;
         }
         Ok(())
     }

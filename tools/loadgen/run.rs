@@ -6,6 +6,8 @@ use crate::conn::{run_core, Run};
 use crate::report::Summary;
 use crate::response::{parse_head, ContentRange, Framing};
 use crate::stats::Stats;
+use crate::tls::{describe, TlsClient};
+use crate::transport::tls_error;
 use crate::workload::Shape;
 use ringcast::config::online_cpus;
 use std::io::{IsTerminal, Read, Write};
@@ -39,7 +41,12 @@ pub fn run(args: &Args) -> Result<String, String> {
     let _ = core_affinity::set_for_current(core_affinity::CoreId { id: cpus[0] });
     raise_fd_limit(args.connections as u64 + args.idle as u64);
 
-    let probe = probe(args).map_err(|e| format!("probe of {} failed: {e}", url_text(args)))?;
+    let tls = match args.tls_options()? {
+        Some(options) => Some(TlsClient::new(&options, &args.url.server_name)?),
+        None => None,
+    };
+    let probe = probe(args, tls.as_ref())
+        .map_err(|e| format!("probe of {} failed: {e}", url_text(args)))?;
     let shape = match (args.range_size, args.player) {
         (Some(size), _) => Shape::Ranges { size },
         (None, Some(bitrate)) => Shape::Player {
@@ -81,7 +88,10 @@ pub fn run(args: &Args) -> Result<String, String> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
-    let request_head = request_head(args);
+    let mut request_head = request_head(args);
+    if args.new_conn {
+        request_head.push_str("Connection: close\r\n");
+    }
     let start = Instant::now() + STARTUP;
     let deadline = start + args.duration;
     let run = Arc::new(Run {
@@ -98,6 +108,9 @@ pub fn run(args: &Args) -> Result<String, String> {
         deadline,
         hard_stop: deadline + args.timeout,
         timeout: args.timeout,
+        tls,
+        resume: args.resume,
+        new_conn: args.new_conn,
         progress: Default::default(),
     });
 
@@ -149,6 +162,7 @@ pub fn run(args: &Args) -> Result<String, String> {
         cpus: &cpus,
         duration: args.duration,
         elapsed,
+        tls: args.url.tls,
         stats: &total,
     };
     Ok(if args.json {
@@ -179,7 +193,7 @@ fn raise_fd_limit(connections: u64) {
 }
 
 fn url_text(args: &Args) -> String {
-    format!("http://{}{}", args.url.host, args.url.path)
+    args.url.text()
 }
 
 /// Waits for the load threads, printing one progress line a second on a terminal.
@@ -210,21 +224,25 @@ fn show_progress(args: &Args, run: &Run, finished: &AtomicUsize, threads: usize)
 }
 
 /// Asks for `Range: bytes=0-0` on a fresh connection to learn the length and
-/// whether ranges are served. Reads only the head.
-pub fn probe(args: &Args) -> Result<Probe, String> {
-    let mut stream =
+/// whether ranges are served (and, for https, that the server's certificate
+/// verifies: a wrong CA fails here, once, with the reason). Reads only the head.
+pub fn probe(args: &Args, tls: Option<&TlsClient>) -> Result<Probe, String> {
+    let tcp =
         TcpStream::connect_timeout(&args.url.addr, args.timeout).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(args.timeout))
+    tcp.set_read_timeout(Some(args.timeout))
         .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(args.timeout))
+    tcp.set_write_timeout(Some(args.timeout))
         .map_err(|e| e.to_string())?;
+    let mut stream: Box<dyn ReadWrite> = match tls {
+        Some(tls) => {
+            let conn = tls.session().map_err(|e| describe(&e))?;
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+        None => Box::new(tcp),
+    };
     let mut request = request_head(args);
     request.push_str("Range: bytes=0-0\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
+    stream.write_all(request.as_bytes()).map_err(io_text)?;
     let mut buf = vec![0u8; 8192];
     let mut filled = 0;
     loop {
@@ -234,11 +252,23 @@ pub fn probe(args: &Args) -> Result<Probe, String> {
         if filled == buf.len() {
             buf.resize(filled * 2, 0);
         }
-        let n = stream.read(&mut buf[filled..]).map_err(|e| e.to_string())?;
+        let n = stream.read(&mut buf[filled..]).map_err(io_text)?;
         if n == 0 {
             return Err("connection closed before a response".into());
         }
         filled += n;
+    }
+}
+
+/// The probe's stream: a socket, or rustls over one.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// An I/O error as one line, naming the TLS failure if that is what it is.
+fn io_text(error: std::io::Error) -> String {
+    match tls_error(&error) {
+        Some(tls) => describe(tls),
+        None => error.to_string(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! (no sharing on the request path) and they are merged once at the end; the
 //! few [`Progress`] atomics exist only for the live progress line.
 
+use crate::tls::{Handshake, Session};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,13 +38,17 @@ pub struct Errors {
     pub body: u64,
     /// An idle connection the server closed (or broke) before the end.
     pub idle_closed: u64,
+    /// A TLS handshake failed (certificate, protocol, alert), or a record
+    /// did not decrypt.
+    pub tls: u64,
 }
 
 impl Errors {
     /// Every cause with its name, in report order.
-    pub fn named(&self) -> [(&'static str, u64); 10] {
+    pub fn named(&self) -> [(&'static str, u64); 11] {
         [
             ("connect", self.connect),
+            ("tls", self.tls),
             ("io", self.io),
             ("timeout", self.timeout),
             ("closed", self.closed),
@@ -71,6 +76,7 @@ impl Errors {
         self.length += other.length;
         self.body += other.body;
         self.idle_closed += other.idle_closed;
+        self.tls += other.tls;
     }
 }
 
@@ -100,8 +106,63 @@ pub struct Stats {
     pub idle_held: u64,
     /// Requests still in flight when the run was cut off (deadline + timeout).
     pub unfinished: u64,
+    /// TLS handshakes completed, and what they negotiated.
+    pub handshakes: Handshakes,
     /// When this thread's last connection finished.
     pub finished: Option<Instant>,
+}
+
+/// Completed TLS handshakes: full and resumed, and how many negotiated each
+/// (version, suite, group), so a benchmark can check that two servers
+/// were measured on the same terms.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Handshakes {
+    pub full: u64,
+    pub resumed: u64,
+    /// Handshakes by what they negotiated; a run has one or two entries,
+    /// so a short list searched in order beats a map.
+    pub sessions: Vec<(Session, u64)>,
+}
+
+impl Handshakes {
+    pub fn record(&mut self, handshake: &Handshake) {
+        if handshake.resumed {
+            self.resumed += 1;
+        } else {
+            self.full += 1;
+        }
+        self.count(handshake.session, 1);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.full + self.resumed
+    }
+
+    /// The session most handshakes negotiated.
+    pub fn usual(&self) -> Option<Session> {
+        self.sessions
+            .iter()
+            .max_by_key(|(session, n)| (*n, std::cmp::Reverse(*session)))
+            .map(|(session, _)| *session)
+    }
+
+    pub fn merge(&mut self, other: &Handshakes) {
+        self.full += other.full;
+        self.resumed += other.resumed;
+        for (session, n) in &other.sessions {
+            self.count(*session, *n);
+        }
+    }
+
+    fn count(&mut self, session: Session, n: u64) {
+        match self.sessions.iter_mut().find(|(s, _)| *s == session) {
+            Some((_, count)) => *count += n,
+            None => {
+                self.sessions.push((session, n));
+                self.sessions.sort();
+            }
+        }
+    }
 }
 
 impl Default for Stats {
@@ -119,6 +180,7 @@ impl Default for Stats {
             seeks: 0,
             idle_held: 0,
             unfinished: 0,
+            handshakes: Handshakes::default(),
             finished: None,
         }
     }
@@ -146,6 +208,7 @@ impl Stats {
         self.seeks += other.seeks;
         self.idle_held += other.idle_held;
         self.unfinished += other.unfinished;
+        self.handshakes.merge(&other.handshakes);
         self.finished = self.finished.max(other.finished);
     }
 }
@@ -193,6 +256,39 @@ mod tests {
         assert!(a.latency.max() >= 999_000);
         assert_eq!(a.errors.total(), 1);
         assert_eq!(a.statuses[&206], 1);
+    }
+
+    #[test]
+    fn handshakes_count_by_kind_and_session() {
+        let tls13 = Session {
+            version: "TLSv1.3",
+            cipher: "TLS13_AES_128_GCM_SHA256",
+            group: "X25519",
+        };
+        let tls12 = Session {
+            version: "TLSv1.2",
+            cipher: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            group: "none",
+        };
+        let mut a = Handshakes::default();
+        a.record(&Handshake {
+            resumed: false,
+            session: tls13,
+        });
+        a.record(&Handshake {
+            resumed: true,
+            session: tls13,
+        });
+        let mut b = Handshakes::default();
+        b.record(&Handshake {
+            resumed: true,
+            session: tls12,
+        });
+        a.merge(&b);
+        assert_eq!((a.full, a.resumed, a.total()), (1, 2, 3));
+        assert_eq!(a.sessions.len(), 2);
+        assert_eq!(a.usual(), Some(tls13));
+        assert_eq!(Handshakes::default().usual(), None);
     }
 
     #[test]
