@@ -70,6 +70,8 @@ pub struct Core {
     pub access_log: Option<access_log::AccessLog>,
     /// This core's TLS configuration, with `--tls-listen`.
     pub tls: Option<tls::CoreTls>,
+    /// Where connections and handshakes run.
+    pub queues: Queues,
 }
 
 impl Core {
@@ -325,6 +327,7 @@ async fn serve_core(
     };
     let core = Rc::new(Core {
         tls,
+        queues: Queues::new(),
         cpu,
         metrics: Metrics::new(config.observe.metrics),
         files: file_cache::FileCache::new(config.root.clone(), config.file_cache),
@@ -440,26 +443,17 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener, scheme: Scheme) {
                 // Requests arrive through io_uring RECVs: no recv(2) per request.
                 stream.set_ring_recv(true);
                 let accepted_at = Instant::now();
-                let core = core.clone();
                 let slot = core.connections.register();
-                glommio::spawn_local(async move {
-                    let _slot = slot;
-                    let served = AssertUnwindSafe(async {
-                        match scheme {
-                            Scheme::Http => {
-                                let _open = OpenGauge::new(&core.metrics, "plain");
-                                conn::serve(&core, Transport::plain(stream), None).await
-                            }
-                            Scheme::Https => serve_tls(&core, stream, accepted_at).await,
-                        }
-                    })
-                    .catch_unwind();
-                    if served.await.is_err() {
-                        core.metrics.error(ErrorKind::Panic);
-                        eprintln!("ringcast: a connection task panicked; connection dropped");
+                match scheme {
+                    Scheme::Http => {
+                        let open = OpenGauge::new(core.clone(), "plain");
+                        let serving = conn_task(core.clone(), slot, async move {
+                            conn::serve(&open.core, Transport::plain(stream), None).await
+                        });
+                        glommio::spawn_local(serving).detach();
                     }
-                })
-                .detach();
+                    Scheme::Https => spawn_handshake(core, stream, slot, accepted_at),
+                }
             }
             Err(e) => {
                 core.metrics.error(ErrorKind::Accept);
@@ -478,50 +472,123 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener, scheme: Scheme) {
 /// How often a core looks for certificates that SIGHUP reloaded.
 const CERT_REFRESH: Duration = Duration::from_secs(1);
 
-/// A TLS connection: the handshake (and the kernel hand-off), then the same
-/// connection loop as plain HTTP. The handshake and the first request head
-/// share one deadline, `--header-timeout` from accept.
-async fn serve_tls(core: &Core, stream: glommio::net::TcpStream, accepted_at: Instant) {
-    let Some(tls) = &core.tls else { return };
-    let mut open = OpenGauge::new(&core.metrics, "tls");
-    let deadline = accepted_at + core.config.limits.header_timeout;
-    match Transport::accept_tls(stream, tls.config(), tls.offload, deadline).await {
-        Ok(accepted) => {
-            core.metrics
-                .handshake_done(accepted_at.elapsed(), accepted.resumed);
-            match accepted.offload {
-                Offload::Done => core.metrics.ktls(true),
-                Offload::FellBack => core.metrics.ktls(false),
-                Offload::NotTried => {}
-            }
-            open.became(accepted.transport.kind().label());
-            conn::serve(core, accepted.transport, Some(deadline)).await;
+/// Runs one connection's future, catching a panic so it ends only that
+/// connection; `slot` counts it open until then.
+fn conn_task(
+    core: Rc<Core>,
+    slot: lifecycle::ConnectionSlot,
+    serve: impl std::future::Future<Output = ()> + 'static,
+) -> impl std::future::Future<Output = ()> + 'static {
+    async move {
+        let _slot = slot;
+        if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
+            core.metrics.error(ErrorKind::Panic);
+            eprintln!("ringcast: a connection task panicked; connection dropped");
         }
-        Err(error) => core.metrics.handshake_failed(error.reason()),
+    }
+}
+
+/// A TLS connection: the handshake (and the kernel hand-off) in the core's
+/// handshake task queue, then the same connection loop as plain HTTP back
+/// in the serving queue. The handshake queue has a quarter of the serving
+/// queue's shares, so a flood of handshakes (hundreds of µs of CPU each)
+/// takes at most a fifth of a busy core from streams already flowing, while
+/// an idle core gives handshakes all of it. The handshake and the first
+/// request head share one deadline, `--header-timeout` from accept.
+fn spawn_handshake(
+    core: &Rc<Core>,
+    stream: glommio::net::TcpStream,
+    slot: lifecycle::ConnectionSlot,
+    accepted_at: Instant,
+) {
+    let Some(tls) = &core.tls else { return };
+    let (config, offload) = (tls.config(), tls.offload);
+    let queues = core.queues;
+    let deadline = accepted_at + core.config.limits.header_timeout;
+    let mut open = OpenGauge::new(core.clone(), "tls");
+    let handshake = conn_task(core.clone(), slot, async move {
+        let core = open.core.clone();
+        let accepted = match Transport::accept_tls(stream, config, offload, deadline).await {
+            Ok(accepted) => accepted,
+            Err(error) => return core.metrics.handshake_failed(error.reason()),
+        };
+        core.metrics
+            .handshake_done(accepted_at.elapsed(), accepted.resumed);
+        match accepted.offload {
+            Offload::Done => core.metrics.ktls(true),
+            Offload::FellBack => core.metrics.ktls(false),
+            Offload::NotTried => {}
+        }
+        open.became(accepted.transport.kind().label());
+        // The slot moves with the connection: re-registered, then this one drops.
+        let slot = core.connections.register();
+        let serving = conn_task(core.clone(), slot, async move {
+            conn::serve(&open.core, accepted.transport, Some(deadline)).await
+        });
+        match glommio::spawn_local_into(serving, queues.serving) {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(e) => eprintln!("ringcast: cannot serve a TLS connection: {e}"),
+        }
+    });
+    match glommio::spawn_local_into(handshake, queues.handshakes) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => eprintln!("ringcast: cannot start a handshake: {e}"),
+    }
+}
+
+/// The core's two task queues: connections are served in `serving`;
+/// TLS handshakes run in `handshakes`, with fewer shares.
+#[derive(Clone, Copy)]
+pub struct Queues {
+    serving: glommio::TaskQueueHandle,
+    handshakes: glommio::TaskQueueHandle,
+}
+
+/// Shares of the handshake queue, against the serving queue's default 1000.
+const HANDSHAKE_SHARES: usize = 250;
+
+impl Queues {
+    /// Called on the core's executor: its current queue serves.
+    fn new() -> Queues {
+        let executor = glommio::executor();
+        Queues {
+            serving: executor.current_task_queue(),
+            handshakes: executor.create_task_queue(
+                glommio::Shares::Static(HANDSHAKE_SHARES),
+                glommio::Latency::NotImportant,
+                "tls-handshakes",
+            ),
+        }
     }
 }
 
 /// Counts a connection in the open-by-transport gauge while it lives.
-struct OpenGauge<'a> {
-    metrics: &'a Metrics,
+struct OpenGauge {
+    core: Rc<Core>,
     kind: &'static str,
 }
 
-impl<'a> OpenGauge<'a> {
-    fn new(metrics: &'a Metrics, kind: &'static str) -> Self {
-        metrics.transport_changed(None, Some(kind));
-        OpenGauge { metrics, kind }
+impl OpenGauge {
+    fn new(core: Rc<Core>, kind: &'static str) -> Self {
+        core.metrics.transport_changed(None, Some(kind));
+        OpenGauge { core, kind }
     }
 
     fn became(&mut self, kind: &'static str) {
-        self.metrics.transport_changed(Some(self.kind), Some(kind));
+        self.core
+            .metrics
+            .transport_changed(Some(self.kind), Some(kind));
         self.kind = kind;
     }
 }
 
-impl Drop for OpenGauge<'_> {
+impl Drop for OpenGauge {
     fn drop(&mut self) {
-        self.metrics.transport_changed(Some(self.kind), None);
+        self.core.metrics.transport_changed(Some(self.kind), None);
     }
 }
 
