@@ -474,17 +474,15 @@ const CERT_REFRESH: Duration = Duration::from_secs(1);
 
 /// Runs one connection's future, catching a panic so it ends only that
 /// connection; `slot` counts it open until then.
-fn conn_task(
+async fn conn_task(
     core: Rc<Core>,
     slot: lifecycle::ConnectionSlot,
     serve: impl std::future::Future<Output = ()> + 'static,
-) -> impl std::future::Future<Output = ()> + 'static {
-    async move {
-        let _slot = slot;
-        if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
-            core.metrics.error(ErrorKind::Panic);
-            eprintln!("ringcast: a connection task panicked; connection dropped");
-        }
+) {
+    let _slot = slot;
+    if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
+        core.metrics.error(ErrorKind::Panic);
+        eprintln!("ringcast: a connection task panicked; connection dropped");
     }
 }
 
