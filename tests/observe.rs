@@ -272,3 +272,61 @@ fn base64_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn the_admin_port_answers_while_a_drain_waits_for_paced_downloads() {
+    let dir = fixture();
+    std::fs::write(dir.path().join("long.bin"), common::pattern(4 << 20)).unwrap();
+    let cpus = if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        "0-1"
+    } else {
+        "0"
+    };
+    let mut server = Server::start(
+        dir.path(),
+        &[
+            "--cpus",
+            cpus,
+            "--admin",
+            "127.0.0.1:0",
+            "--limit-rate",
+            "200000",
+            "--drain-timeout",
+            "20s",
+        ],
+    );
+    // One paced download: on two cores, the other core has no connection
+    // and finishes its drain at once while this one waits.
+    let mut downloads: Vec<_> = (0..1)
+        .map(|_| {
+            let mut stream = server.connect();
+            stream
+                .write_all(b"GET /long.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..3 {
+        // Within 1.5 s: a core that is gone must be skipped at once, not
+        // waited for up to the admin's 2 s per-core fallback.
+        let mut admin = std::net::TcpStream::connect(server.admin.unwrap()).unwrap();
+        admin
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        admin
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+            .unwrap();
+        let response = read_response(&mut admin, false);
+        assert_eq!(response.status, 200);
+        let all = samples(&String::from_utf8(response.body).unwrap());
+        assert_eq!(
+            all["ringcast_open_connections"], 1.0,
+            "the drain waits for it"
+        );
+    }
+    drop(downloads.drain(..));
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
+}

@@ -29,6 +29,10 @@ use std::time::{Duration, Instant, SystemTime};
 const TICK: Duration = Duration::from_millis(100);
 /// Interval of the latency log when no --stats-interval is given.
 const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// A core that has not answered a snapshot request by then is left out of
+/// that collection (it is finishing, or stuck), so the admin listener always
+/// answers.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest admin request head we read.
 const MAX_ADMIN_REQUEST: usize = 8 * 1024;
 
@@ -99,14 +103,19 @@ struct Collector {
 impl Collector {
     async fn collect(&self) -> (Vec<Snapshot>, Snapshot) {
         let _permit = self.one_at_a_time.acquire_permit(1).await;
+        let deadline = Instant::now() + REPLY_TIMEOUT;
         let mut asked = Vec::with_capacity(self.cores.len());
         for (requests, _) in &self.cores {
-            asked.push(requests.send(()).await.is_ok());
+            asked.push(
+                until(deadline, requests.send(()))
+                    .await
+                    .is_some_and(|r| r.is_ok()),
+            );
         }
         let mut snapshots = Vec::with_capacity(self.cores.len());
         for ((_, replies), asked) in self.cores.iter().zip(asked) {
             if asked {
-                if let Some(snapshot) = replies.recv().await {
+                if let Some(Some(snapshot)) = until(deadline, replies.recv()).await {
                     snapshots.push(snapshot);
                 }
             }
@@ -114,6 +123,14 @@ impl Collector {
         let merged = metrics::merge(&snapshots);
         (snapshots, merged)
     }
+}
+
+/// `work`, unless `deadline` passes first.
+async fn until<T>(deadline: Instant, work: impl std::future::Future<Output = T>) -> Option<T> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    glommio::timer::timeout(left, async { Ok(work.await) })
+        .await
+        .ok()
 }
 
 async fn run(

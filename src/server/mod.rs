@@ -343,10 +343,12 @@ async fn serve_core(
         access_log,
     });
     let answering = core.clone();
-    glommio::spawn_local(async move {
+    // Kept, not detached: dropped when this core is done, which closes its
+    // link, so the admin stops asking a core that is gone instead of
+    // waiting for it (a scrape during a drain hung on it).
+    let _answering = glommio::spawn_local(async move {
         admin::answer_snapshots(link, || answering.snapshot()).await;
-    })
-    .detach();
+    });
     if core.access_log.is_some() {
         let flushing = core.clone();
         glommio::spawn_local(async move {
