@@ -195,6 +195,19 @@ fn ranges_validators_keep_alive_and_pipelining_work_over_tls() {
 }
 
 #[test]
+fn an_http10_client_offering_only_http10_in_alpn_is_served() {
+    let fixture = Fixture::new();
+    let server = fixture.start(&[]);
+    let mut config = (*fixture.client_config()).clone();
+    config.alpn_protocols = vec![b"http/1.0".to_vec()];
+    let mut tls = connect(server.tls_addr.unwrap(), &Arc::new(config), "localhost");
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"http/1.0"[..]));
+    tls.write_all(b"GET /small.txt HTTP/1.0\r\n\r\n").unwrap();
+    let response = read_response(&mut tls, false);
+    assert_eq!(response.body, b"hello over tls\n");
+}
+
+#[test]
 fn tls_12_and_13_are_both_spoken_with_aead_suites() {
     let fixture = Fixture::new();
     let server = fixture.start(&[]);
@@ -499,4 +512,44 @@ fn startup_refuses_missing_or_mismatched_certificates_naming_the_file() {
         stderr.contains("rsa.key") && stderr.contains("is not the key of"),
         "{stderr}"
     );
+}
+
+#[test]
+fn drain_and_the_access_log_work_the_same_over_tls() {
+    let fixture = Fixture::new();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("access.log");
+    let mut server = fixture.start(&[
+        "--access-log",
+        log.to_str().unwrap(),
+        "--limit-rate",
+        "1000000",
+    ]);
+    let config = fixture.client_config();
+    let addr = server.tls_addr.unwrap();
+    let mut idle = connect(addr, &config, "localhost");
+    assert_eq!(get(&mut idle, "/small.txt", "").status, 200);
+    // A paced download, in flight when the drain begins, finishes whole.
+    let mut busy = connect(addr, &config, "localhost");
+    busy.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
+    let whole = read_response(&mut busy, false);
+    assert!(
+        whole.body == pattern(BIG),
+        "the in-flight response completes"
+    );
+    // The idle keep-alive connection is closed by the drain.
+    let mut byte = [0; 1];
+    assert!(matches!(idle.read(&mut byte), Ok(0) | Err(_)));
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), Some(0));
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("127.0.0.1 ")
+            && lines[0].contains("\"GET /small.txt HTTP/1.1\" 200 15 ")
+    );
+    assert!(lines[1].contains(&format!("\"GET /big.bin HTTP/1.1\" 200 {BIG} ")));
 }

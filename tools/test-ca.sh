@@ -24,8 +24,9 @@ quiet openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes 
 # issue NAME KEYSPEC SANS: a leaf signed by the CA.
 issue() {
   local name="$1" keyspec="$2" sans="$3"
+  local first="${sans%%,*}"
   quiet openssl req -new -newkey "$keyspec" ${4:+-pkeyopt "$4"} -nodes \
-    -keyout "$name.key" -out "$name.csr" -subj "/CN=${sans%%,*}"
+    -keyout "$name.key" -out "$name.csr" -subj "/CN=${first#*:}"
   printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
     "$sans" >"$name.ext"
   quiet openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \

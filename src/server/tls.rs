@@ -33,8 +33,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// TLS 1.2 sessions remembered per core for clients that resume by session
 /// id instead of a ticket.
 const SESSION_CACHE: usize = 4096;
-/// The ALPN protocol we speak.
-const ALPN_HTTP11: &[u8] = b"http/1.1";
+/// The ALPN protocols we speak: an HTTP/1.0 client (`curl -0`) offers
+/// only `http/1.0`, and would get a no_application_protocol alert without it.
+const ALPN: [&[u8]; 2] = [b"http/1.1", b"http/1.0"];
 /// A ticket key's life: tickets sealed in one epoch open in it and the next.
 const TICKET_EPOCH_SECS: u64 = 6 * 3600;
 
@@ -431,7 +432,7 @@ pub fn server_config(
         .expect("aws-lc-rs offers TLS 1.3 and 1.2")
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SniResolver { keys }));
-    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     config.ticketer = Arc::new(Tickets::new(secret));
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
     config.enable_secret_extraction = offload;
