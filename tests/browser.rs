@@ -16,9 +16,18 @@
 //! the seek happens Chromium has buffered the first 15-17 s, so the middle
 //! (30 s) is never in its buffer and must be fetched with a new request.
 //!
-//! Run `tools/install-test-deps.sh` first (it installs chromium, ffmpeg and
-//! the driver's npm package); without them the test is skipped, or fails
-//! under `RINGCAST_REQUIRE_TOOLS`.
+//! The same runs over HTTPS ([`Scheme::Https`]): ringcast serves a
+//! certificate from a fresh test CA (`tools/test-ca.sh`), and Chromium
+//! verifies it for real. Chromium on Linux trusts the CAs in the NSS
+//! database `$HOME/.pki/nssdb`, so the driver runs with a private HOME whose
+//! database `certutil` made, holding the test CA as a trusted CA (`-t C,,`).
+//! The page's TLS details must name that CA as the issuer, and the same
+//! driver with a HOME without the CA must fail on ERR_CERT_AUTHORITY_INVALID,
+//! so nothing but that database makes the certificate trusted.
+//!
+//! Run `tools/install-test-deps.sh` first (it installs chromium, ffmpeg,
+//! certutil and the driver's npm package); without them the tests are
+//! skipped, or fail under `RINGCAST_REQUIRE_TOOLS`.
 
 mod common;
 
@@ -26,7 +35,8 @@ use common::{have_tool, Server};
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Each clip is a short encoded segment repeated (stream copy, no re-encoding)
@@ -40,6 +50,14 @@ const DRIVER_TIMEOUT: Duration = Duration::from_secs(40);
 const TOOL_TIMEOUT: Duration = Duration::from_secs(20);
 /// The whole test, clip generation included.
 const TEST_BUDGET: Duration = Duration::from_secs(60);
+/// The NSS nickname of the test CA in the private HOME's database.
+const CA_NICKNAME: &str = "ringcast-test";
+/// The test CA's subject CN, as `tools/test-ca.sh` writes it.
+const CA_NAME: &str = "ringcast test CA";
+
+/// One browser test at a time: two Chromiums decoding 2-3 Mbit/s video on
+/// two cores would make playback timing, which the checks rely on, flaky.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
 
 /// The clips, in the order the index page lists them (by name).
 const CLIPS: [(&str, &[&str]); 2] = [
@@ -77,11 +95,30 @@ const CLIPS: [(&str, &[&str]); 2] = [
     ),
 ];
 
+/// How Chromium reaches the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    /// TLS on `--tls-listen`, the certificate trusted through the NSS database.
+    Https,
+}
+
 #[test]
 fn chromium_plays_and_seeks_both_clips_of_the_index_page() {
-    let started = Instant::now();
+    plays_and_seeks_both_clips(Scheme::Http);
+}
+
+#[test]
+fn chromium_plays_and_seeks_both_clips_of_the_index_page_over_https() {
+    plays_and_seeks_both_clips(Scheme::Https);
+}
+
+fn plays_and_seeks_both_clips(scheme: Scheme) {
     if !have_tool("ffmpeg") || !have_tool("ffprobe") || !have_tool("node") || !have_tool("chromium")
     {
+        return;
+    }
+    if scheme == Scheme::Https && (!have_tool("certutil") || !have_tool("openssl")) {
         return;
     }
     let driver_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/browser");
@@ -97,23 +134,40 @@ fn chromium_plays_and_seeks_both_clips_of_the_index_page() {
         return;
     }
 
+    let _one_at_a_time = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     let clips = make_clips(dir.path(), &root);
     let log_path = dir.path().join("access.log");
-    let mut server = Server::start(
-        &root,
-        &[
-            "--index",
-            "--access-log",
-            log_path.to_str().unwrap(),
-            "--drain-timeout",
-            "2s",
-        ],
-    );
+    let trust = (scheme == Scheme::Https).then(|| Trust::new(dir.path()));
+    let tls_flags = trust.as_ref().map(Trust::server_flags).unwrap_or_default();
+    let mut flags = vec!["--index", "--access-log", log_path.to_str().unwrap()];
+    flags.extend(["--drain-timeout", "2s"]);
+    flags.extend(tls_flags.iter().map(String::as_str));
+    let mut server = Server::start(&root, &flags);
+    let url = match scheme {
+        Scheme::Http => server.url("/"),
+        Scheme::Https => format!("https://{}/", server.tls_addr.expect("https:// listener")),
+    };
 
-    let report = run_driver(&driver_dir, &server.url("/"));
+    if let Some(trust) = &trust {
+        // Without the CA in its database, the same browser refuses the server.
+        let bare_home = dir.path().join("home-without-ca");
+        std::fs::create_dir(&bare_home).unwrap();
+        let (status, _, stderr) = run_driver(&driver_dir, &url, Some(&bare_home));
+        assert!(
+            !status.success() && stderr.contains("net::ERR_CERT_AUTHORITY_INVALID"),
+            "Chromium without the test CA did not refuse the server ({status}):\n{stderr}"
+        );
+        assert!(
+            trust.home.join(".pki/nssdb/cert9.db").exists(),
+            "no NSS database in the private HOME"
+        );
+    }
+    let report = driver_report(&driver_dir, &url, trust.as_ref().map(|t| t.home.as_path()));
 
     // SIGTERM: the server drains, flushes the access log and exits.
     unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
@@ -128,6 +182,19 @@ fn chromium_plays_and_seeks_both_clips_of_the_index_page() {
     // The page is the real index page, with its script-free policy.
     let page = &report["page"];
     assert_eq!(page["status"], 200, "index page: {page}");
+    // Over HTTPS, the certificate Chromium verified is the test CA's.
+    let security = &page["security"];
+    match scheme {
+        Scheme::Http => assert!(security.is_null(), "TLS details over plain HTTP: {page}"),
+        Scheme::Https => {
+            assert_eq!(security["issuer"], CA_NAME, "index page: {page}");
+            // The subject's CN; tools/test-ca.sh writes it as `DNS:localhost`.
+            let subject = security["subjectName"].as_str().unwrap_or("");
+            assert!(subject.ends_with("localhost"), "index page: {page}");
+            let protocol = security["protocol"].as_str().unwrap_or("");
+            assert!(protocol.starts_with("TLS 1."), "index page: {page}");
+        }
+    }
     let policy = page["content_security_policy"].as_str().unwrap_or("");
     assert!(
         policy.contains("default-src 'none'") && policy.contains("media-src 'self'"),
@@ -159,7 +226,7 @@ fn chromium_plays_and_seeks_both_clips_of_the_index_page() {
         check_clip(i, video, clip, requests, &log);
     }
     eprintln!(
-        "browser test: driver {} ms, whole test {} ms",
+        "browser test over {scheme:?}: driver {} ms, whole test {} ms",
         report["elapsed_ms"],
         started.elapsed().as_millis()
     );
@@ -390,6 +457,72 @@ fn parse_range(value: &str) -> Option<(u64, Option<u64>)> {
     Some((start.parse().ok()?, end))
 }
 
+/// What HTTPS needs on both sides: a test CA with ringcast's certificate,
+/// and a private HOME whose NSS database trusts that CA.
+struct Trust {
+    /// `tools/test-ca.sh`'s output: `ca.pem`, `server.pem`, `server.key`.
+    certs: PathBuf,
+    /// The driver's HOME: Chromium reads `$HOME/.pki/nssdb`.
+    home: PathBuf,
+}
+
+impl Trust {
+    /// Makes the CA and the database under `scratch`.
+    fn new(scratch: &Path) -> Trust {
+        let certs = scratch.join("certs");
+        let mut command = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/test-ca.sh"));
+        command.stdin(Stdio::null()).arg(&certs);
+        finish_ok(spawn_captured(&mut command), "tools/test-ca.sh");
+
+        let home = scratch.join("home");
+        let nssdb = home.join(".pki/nssdb");
+        std::fs::create_dir_all(&nssdb).unwrap();
+        let db = format!("sql:{}", nssdb.display());
+        let certutil = |args: &[&str], what: &str| {
+            let mut command = Command::new("certutil");
+            command.stdin(Stdio::null()).args(["-d", &db]).args(args);
+            finish_ok(spawn_captured(&mut command), what)
+        };
+        certutil(&["-N", "--empty-password"], "certutil -N (new database)");
+        let ca = certs.join("ca.pem");
+        certutil(
+            &[
+                "-A",
+                "-t",
+                "C,,",
+                "-n",
+                CA_NICKNAME,
+                "-i",
+                ca.to_str().unwrap(),
+            ],
+            "certutil -A (add the test CA)",
+        );
+        // The CA is in, trusted for TLS servers (C in the SSL column).
+        let listed = certutil(&["-L"], "certutil -L");
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(CA_NICKNAME) && l.trim_end().ends_with("C,,")),
+            "the test CA is not trusted in {db}:\n{listed}"
+        );
+        Trust { certs, home }
+    }
+
+    /// ringcast's flags to serve HTTPS with the test CA's certificate.
+    fn server_flags(&self) -> Vec<String> {
+        let file = |name: &str| self.certs.join(name).to_str().unwrap().to_string();
+        vec![
+            "--tls-listen".into(),
+            "127.0.0.1:0".into(),
+            "--tls-cert".into(),
+            file("server.pem"),
+            "--tls-key".into(),
+            file("server.key"),
+        ]
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The access log
 
@@ -426,9 +559,23 @@ fn parse_access_log(text: &str) -> Vec<LogLine> {
 // ---------------------------------------------------------------------------
 // Running the driver and tools, bounded
 
-/// Runs the driver against `url` and returns its JSON report. Chromium and
-/// node are killed if anything goes wrong (see [`Driver`]).
-fn run_driver(driver_dir: &Path, url: &str) -> Value {
+/// Runs the driver against `url` (with `home` as HOME, if given) and returns
+/// its JSON report, failing the test unless it succeeded.
+fn driver_report(driver_dir: &Path, url: &str, home: Option<&Path>) -> Value {
+    let (status, stdout, stderr) = run_driver(driver_dir, url, home);
+    assert!(
+        status.success(),
+        "the browser driver failed with {status}:\n{stderr}"
+    );
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("driver report is not JSON ({e}): {stdout}\n{stderr}"))
+}
+
+/// Runs the driver against `url`, with `home` as HOME (where Chromium finds
+/// its NSS database) if given, and returns its exit status, stdout and
+/// stderr. Chromium and node are killed if it overruns or the test panics
+/// (see [`Driver`]).
+fn run_driver(driver_dir: &Path, url: &str, home: Option<&Path>) -> (ExitStatus, String, String) {
     let mut command = Command::new("node");
     command
         .arg(driver_dir.join("play-seek.mjs"))
@@ -436,6 +583,9 @@ fn run_driver(driver_dir: &Path, url: &str) -> Value {
         .args(["--timeout-ms", &DRIVER_TIMEOUT.as_millis().to_string()])
         .current_dir(driver_dir)
         .stdin(Stdio::piped());
+    if let Some(home) = home {
+        command.env("HOME", home);
+    }
     let child = spawn_captured(&mut command);
     let mut driver = Driver {
         stdin: None,
@@ -462,16 +612,12 @@ fn run_driver(driver_dir: &Path, url: &str) -> Value {
             stderr.join().unwrap()
         );
     }
-    let status = status.unwrap();
     driver.child = None;
-    let stdout = stdout.join().unwrap();
-    let stderr = stderr.join().unwrap();
-    assert!(
-        status.success(),
-        "the browser driver failed with {status}:\n{stderr}"
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("driver report is not JSON ({e}): {stdout}\n{stderr}"))
+    (
+        status.unwrap(),
+        stdout.join().unwrap(),
+        stderr.join().unwrap(),
+    )
 }
 
 /// The node process running the driver. Dropped while it still runs (a

@@ -6,6 +6,13 @@
 //! followed by the raw header lines) and each response header it receives
 //! (`header='HTTP/1.1 206 Partial Content'`) at `-v trace`; the seek tests
 //! parse that log to prove the seeks were served as byte ranges.
+//!
+//! The range, seek and resume tests run over plain HTTP and over HTTPS
+//! ([`Scheme`]). Over HTTPS every client verifies the server against a test
+//! CA made by `tools/test-ca.sh`: curl with `--cacert`, ffmpeg and ffprobe
+//! with `-tls_verify 1 -ca_file` (their tls protocol does not verify unless
+//! told to). [`https_clients_refuse_a_server_signed_by_a_ca_they_do_not_trust`]
+//! proves that those options are in force.
 
 mod common;
 
@@ -164,6 +171,108 @@ fn keyframe_offset_before(path: &Path, seconds: f64) -> u64 {
 }
 
 // ---------------------------------------------------------------------------
+// The server, over HTTP or HTTPS
+
+/// How the clients reach the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    /// TLS on `--tls-listen`, with the test CA's ECDSA certificate for 127.0.0.1.
+    Https,
+}
+
+/// A running server and what its clients need to trust it.
+struct Served {
+    server: Server,
+    scheme: Scheme,
+    /// `tools/test-ca.sh`'s output (HTTPS only): `ca.pem` is what clients
+    /// trust. Held so the files outlive the server.
+    certs: Option<tempfile::TempDir>,
+}
+
+impl Served {
+    /// ringcast on `root`; over HTTPS it also serves TLS with a fresh test CA's certificate.
+    fn start(root: &Path, scheme: Scheme) -> Served {
+        let certs = match scheme {
+            Scheme::Http => None,
+            Scheme::Https => Some(make_test_ca()),
+        };
+        let server = match &certs {
+            None => Server::start(root, &[]),
+            Some(certs) => {
+                let cert = certs.path().join("server.pem");
+                let key = certs.path().join("server.key");
+                let server = Server::start(
+                    root,
+                    &[
+                        "--tls-listen",
+                        "127.0.0.1:0",
+                        "--tls-cert",
+                        cert.to_str().unwrap(),
+                        "--tls-key",
+                        key.to_str().unwrap(),
+                    ],
+                );
+                assert!(server.tls_addr.is_some(), "no https:// in the startup line");
+                server
+            }
+        };
+        Served {
+            server,
+            scheme,
+            certs,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        match self.scheme {
+            Scheme::Http => self.server.url(path),
+            Scheme::Https => format!("https://{}{path}", self.server.tls_addr.unwrap()),
+        }
+    }
+
+    /// The CA certificate the clients trust (HTTPS only).
+    fn ca(&self) -> Option<PathBuf> {
+        self.certs.as_ref().map(|c| c.path().join("ca.pem"))
+    }
+
+    /// Input options for ffmpeg/ffprobe, placed before `-i URL`: over HTTPS,
+    /// verify the server's chain and name against the test CA.
+    fn ffmpeg_input_options(&self) -> Vec<String> {
+        self.ca().map_or_else(Vec::new, |ca| ffmpeg_trusting(&ca))
+    }
+
+    /// [`curl`], trusting the test CA over HTTPS.
+    fn curl(&self) -> Command {
+        let mut command = curl();
+        if let Some(ca) = self.ca() {
+            command.arg("--cacert").arg(ca);
+        }
+        command
+    }
+}
+
+/// A new CA with certificates for localhost, 127.0.0.1 and ::1, by `tools/test-ca.sh`.
+fn make_test_ca() -> tempfile::TempDir {
+    let certs = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/test-ca.sh")).arg(certs.path()),
+    );
+    certs
+}
+
+/// ffmpeg's tls protocol options to verify the peer against `ca`: without
+/// `-tls_verify 1` it accepts any certificate.
+fn ffmpeg_trusting(ca: &Path) -> Vec<String> {
+    vec![
+        "-tls_verify".into(),
+        "1".into(),
+        "-ca_file".into(),
+        ca.to_str().unwrap().into(),
+    ]
+}
+
+// ---------------------------------------------------------------------------
 // Running tools
 
 /// Runs a command with stdin closed and output captured.
@@ -192,20 +301,24 @@ fn tail(log: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// `ffprobe -show_entries format=duration:stream=codec_name -of json` on `input`,
-/// returning (codec names, duration) and the trace log on stderr.
-fn probe(input: &str, trace: bool) -> (Vec<String>, f64, String) {
-    let out = run_ok(Command::new("ffprobe").args([
-        "-v",
-        if trace { "trace" } else { "error" },
-        "-rw_timeout",
-        RW_TIMEOUT_US,
-        "-show_entries",
-        "format=duration:stream=codec_name",
-        "-of",
-        "json",
-        input,
-    ]));
+/// `ffprobe -show_entries format=duration:stream=codec_name -of json` on `input`
+/// (after `input_options`), returning (codec names, duration) and the trace log on stderr.
+fn probe(input: &str, input_options: &[String], trace: bool) -> (Vec<String>, f64, String) {
+    let out = run_ok(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                if trace { "trace" } else { "error" },
+                "-rw_timeout",
+                RW_TIMEOUT_US,
+                "-show_entries",
+                "format=duration:stream=codec_name",
+                "-of",
+                "json",
+            ])
+            .args(input_options)
+            .arg(input),
+    );
     let json = String::from_utf8(out.stdout).unwrap();
     let codecs = json_string_values(&json, "codec_name");
     let durations = json_string_values(&json, "duration");
@@ -232,7 +345,7 @@ fn json_string_values(json: &str, key: &str) -> Vec<String> {
 }
 
 /// Runs ffmpeg at `-v trace` with `args` after the global options; returns the trace.
-fn ffmpeg_traced(args: &[&str]) -> String {
+fn ffmpeg_traced<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> String {
     let mut command = Command::new("ffmpeg");
     command.args([
         "-nostdin",
@@ -387,6 +500,18 @@ fn ranged_request_starts(log: &str, path: &str, file_len: u64) -> Vec<u64> {
 
 #[test]
 fn ffprobe_reads_h264_aac_and_duration_from_mp4_with_moov_at_end_via_tail_range() {
+    assert_probe_reads_moov_at_end_via_tail_range(Scheme::Http);
+}
+
+#[test]
+fn ffprobe_reads_h264_aac_and_duration_from_mp4_with_moov_at_end_via_tail_range_over_https() {
+    assert_probe_reads_moov_at_end_via_tail_range(Scheme::Https);
+}
+
+/// ffprobe finds the codecs and duration of an MP4 whose index is at the
+/// end, the same as from the local file, and fetched that index with a
+/// Range request from the `moov` box, answered 206.
+fn assert_probe_reads_moov_at_end_via_tail_range(scheme: Scheme) {
     if !common::have_tool("ffprobe") || !common::have_tool("ffmpeg") {
         return;
     }
@@ -394,12 +519,16 @@ fn ffprobe_reads_h264_aac_and_duration_from_mp4_with_moov_at_end_via_tail_range(
     let path = make_clip(dir.path(), Clip::Mp4MoovAtEnd);
     let data = std::fs::read(&path).unwrap();
     let moov = top_level_box(&data, b"moov").unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let served = Served::start(dir.path(), scheme);
 
-    let (codecs, duration, log) = probe(&server.url("/moov-at-end.mp4"), true);
+    let (codecs, duration, log) = probe(
+        &served.url("/moov-at-end.mp4"),
+        &served.ffmpeg_input_options(),
+        true,
+    );
     assert_eq!(codecs, ["h264", "aac"]);
     assert!((duration - CLIP_SECONDS).abs() < 0.5, "duration {duration}");
-    let (local_codecs, local_duration, _) = probe(path.to_str().unwrap(), false);
+    let (local_codecs, local_duration, _) = probe(path.to_str().unwrap(), &[], false);
     assert_eq!((codecs, duration), (local_codecs, local_duration));
 
     // The index is at the end: ffprobe must have fetched it with a Range
@@ -420,10 +549,10 @@ fn ffprobe_reads_h264_aac_and_duration_from_faststart_mp4() {
     let path = make_clip(dir.path(), Clip::Mp4FastStart);
     let server = Server::start(dir.path(), &[]);
 
-    let (codecs, duration, _) = probe(&server.url("/faststart.mp4"), false);
+    let (codecs, duration, _) = probe(&server.url("/faststart.mp4"), &[], false);
     assert_eq!(codecs, ["h264", "aac"]);
     assert!((duration - CLIP_SECONDS).abs() < 0.5, "duration {duration}");
-    let (local_codecs, local_duration, _) = probe(path.to_str().unwrap(), false);
+    let (local_codecs, local_duration, _) = probe(path.to_str().unwrap(), &[], false);
     assert_eq!((codecs, duration), (local_codecs, local_duration));
 }
 
@@ -436,42 +565,43 @@ fn ffprobe_reads_vp9_opus_and_duration_from_webm() {
     let path = make_clip(dir.path(), Clip::Webm);
     let server = Server::start(dir.path(), &[]);
 
-    let (codecs, duration, _) = probe(&server.url("/clip.webm"), false);
+    let (codecs, duration, _) = probe(&server.url("/clip.webm"), &[], false);
     assert_eq!(codecs, ["vp9", "opus"]);
     assert!((duration - CLIP_SECONDS).abs() < 0.5, "duration {duration}");
-    let (local_codecs, local_duration, _) = probe(path.to_str().unwrap(), false);
+    let (local_codecs, local_duration, _) = probe(path.to_str().unwrap(), &[], false);
     assert_eq!((codecs, duration), (local_codecs, local_duration));
 }
 
 // ---------------------------------------------------------------------------
 // ffmpeg seeking
 
-/// `ffmpeg -ss 15 -i URL -frames:v 1 out.png` over HTTP: it must exit 0, the
-/// frame must equal the one decoded from the local file, and the trace must
-/// show the seek as a Range request at the keyframe before 15 s, answered 206.
-/// Returns the ranged request starts for clip-specific checks.
-fn assert_seek_decodes_frame_via_range(clip: Clip) -> (Vec<u64>, Vec<u8>) {
+/// `ffmpeg -ss 15 -i URL -frames:v 1 out.png` over `scheme`: it must exit 0,
+/// the frame must equal the one decoded from the local file, and the trace
+/// must show the seek as a Range request at the keyframe before 15 s,
+/// answered 206. Returns the ranged request starts for clip-specific checks.
+fn assert_seek_decodes_frame_via_range(clip: Clip, scheme: Scheme) -> (Vec<u64>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let path = make_clip(dir.path(), clip);
     let data = std::fs::read(&path).unwrap();
     let keyframe = keyframe_offset_before(&path, SEEK_SECONDS);
-    let server = Server::start(dir.path(), &[]);
+    let served = Served::start(dir.path(), scheme);
     let url_path = format!("/{}", clip.file_name());
     let seek = SEEK_SECONDS.to_string();
 
     let out_dir = tempfile::tempdir().unwrap();
     let remote_png = out_dir.path().join("remote.png");
-    let log = ffmpeg_traced(&[
-        "-ss",
-        &seek,
-        "-i",
-        &server.url(&url_path),
-        "-frames:v",
-        "1",
-        "-f",
-        "image2",
-        remote_png.to_str().unwrap(),
+    let mut args: Vec<String> = vec!["-ss".into(), seek.clone()];
+    args.extend(served.ffmpeg_input_options());
+    args.extend([
+        "-i".into(),
+        served.url(&url_path),
+        "-frames:v".into(),
+        "1".into(),
+        "-f".into(),
+        "image2".into(),
+        remote_png.to_str().unwrap().into(),
     ]);
+    let log = ffmpeg_traced(&args);
     let remote = std::fs::read(&remote_png).expect("ffmpeg wrote the frame");
     assert!(remote.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
 
@@ -493,7 +623,7 @@ fn assert_seek_decodes_frame_via_range(clip: Clip) -> (Vec<u64>, Vec<u8>) {
     ]));
     assert!(
         remote == std::fs::read(&local_png).unwrap(),
-        "frame at {seek}s over HTTP differs from the local decode"
+        "frame at {seek}s over {scheme:?} differs from the local decode"
     );
 
     let starts = ranged_request_starts(&log, &url_path, data.len() as u64);
@@ -513,10 +643,20 @@ fn assert_seek_decodes_frame_via_range(clip: Clip) -> (Vec<u64>, Vec<u8>) {
 
 #[test]
 fn ffmpeg_seeks_mp4_with_moov_at_end_by_ranges_and_decodes_same_frame() {
+    assert_seeks_mp4_with_moov_at_end(Scheme::Http);
+}
+
+#[test]
+fn ffmpeg_seeks_mp4_with_moov_at_end_by_ranges_and_decodes_same_frame_over_https() {
+    assert_seeks_mp4_with_moov_at_end(Scheme::Https);
+}
+
+/// The seek check, plus the tail range for the index that comes first.
+fn assert_seeks_mp4_with_moov_at_end(scheme: Scheme) {
     if !common::have_tool("ffmpeg") || !common::have_tool("ffprobe") {
         return;
     }
-    let (starts, data) = assert_seek_decodes_frame_via_range(Clip::Mp4MoovAtEnd);
+    let (starts, data) = assert_seek_decodes_frame_via_range(Clip::Mp4MoovAtEnd, scheme);
     let moov = top_level_box(&data, b"moov").unwrap();
     assert!(
         starts.contains(&moov),
@@ -529,7 +669,7 @@ fn ffmpeg_seeks_faststart_mp4_by_ranges_and_decodes_same_frame() {
     if !common::have_tool("ffmpeg") || !common::have_tool("ffprobe") {
         return;
     }
-    assert_seek_decodes_frame_via_range(Clip::Mp4FastStart);
+    assert_seek_decodes_frame_via_range(Clip::Mp4FastStart, Scheme::Http);
 }
 
 #[test]
@@ -537,7 +677,15 @@ fn ffmpeg_seeks_webm_by_ranges_and_decodes_same_frame() {
     if !common::have_tool("ffmpeg") || !common::have_tool("ffprobe") {
         return;
     }
-    assert_seek_decodes_frame_via_range(Clip::Webm);
+    assert_seek_decodes_frame_via_range(Clip::Webm, Scheme::Http);
+}
+
+#[test]
+fn ffmpeg_seeks_webm_by_ranges_and_decodes_same_frame_over_https() {
+    if !common::have_tool("ffmpeg") || !common::have_tool("ffprobe") {
+        return;
+    }
+    assert_seek_decodes_frame_via_range(Clip::Webm, Scheme::Https);
 }
 
 // ---------------------------------------------------------------------------
@@ -545,16 +693,30 @@ fn ffmpeg_seeks_webm_by_ranges_and_decodes_same_frame() {
 
 #[test]
 fn ffmpeg_copies_whole_webm_over_http_with_identical_packets() {
+    assert_copies_whole_webm_with_identical_packets(Scheme::Http);
+}
+
+#[test]
+fn ffmpeg_copies_whole_webm_over_https_with_identical_packets() {
+    assert_copies_whole_webm_with_identical_packets(Scheme::Https);
+}
+
+/// ffmpeg reads the whole clip over `scheme`, every byte of it, and every
+/// packet's checksum matches the local file's.
+fn assert_copies_whole_webm_with_identical_packets(scheme: Scheme) {
     if !common::have_tool("ffmpeg") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let path = make_clip(dir.path(), Clip::Webm);
     let len = std::fs::metadata(&path).unwrap().len();
-    let server = Server::start(dir.path(), &[]);
-    let url = server.url("/clip.webm");
+    let served = Served::start(dir.path(), scheme);
+    let url = served.url("/clip.webm");
+    let tls = served.ffmpeg_input_options();
 
-    let log = ffmpeg_traced(&["-i", &url, "-c", "copy", "-f", "null", "-"]);
+    let mut args = tls.clone();
+    args.extend(["-i", &url, "-c", "copy", "-f", "null", "-"].map(String::from));
+    let log = ffmpeg_traced(&args);
     ranged_request_starts(&log, "/clip.webm", len);
     assert!(
         log.contains(&format!("Statistics: {len} bytes read")),
@@ -563,29 +725,21 @@ fn ffmpeg_copies_whole_webm_over_http_with_identical_packets() {
     );
 
     // Every packet's checksum matches the local file's.
-    let framemd5 = |input: &str| {
-        let out = run_ok(Command::new("ffmpeg").args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-rw_timeout",
-            RW_TIMEOUT_US,
-            "-i",
-            input,
-            "-c",
-            "copy",
-            "-f",
-            "framemd5",
-            "-",
-        ]));
+    let framemd5 = |input: &str, input_options: &[String]| {
+        let out = run_ok(
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-v", "error", "-rw_timeout", RW_TIMEOUT_US])
+                .args(input_options)
+                .args(["-i", input, "-c", "copy", "-f", "framemd5", "-"]),
+        );
         String::from_utf8(out.stdout).unwrap()
     };
-    let remote = framemd5(&url);
-    let local = framemd5(path.to_str().unwrap());
+    let remote = framemd5(&url, &tls);
+    let local = framemd5(path.to_str().unwrap(), &[]);
     assert!(remote.lines().count() > 500, "too few packets:\n{remote}");
     assert!(
         remote == local,
-        "packets over HTTP differ from the local file"
+        "packets over {scheme:?} differ from the local file"
     );
 }
 
@@ -594,6 +748,17 @@ fn ffmpeg_copies_whole_webm_over_http_with_identical_packets() {
 
 #[test]
 fn curl_resumes_partial_download_with_continue_at() {
+    assert_curl_resumes_partial_download(Scheme::Http);
+}
+
+#[test]
+fn curl_resumes_partial_download_with_continue_at_over_https() {
+    assert_curl_resumes_partial_download(Scheme::Https);
+}
+
+/// `curl -C -` on a file cut at 100000 bytes asks for the rest, gets a 206
+/// with the matching Content-Range, and ends with the original bytes.
+fn assert_curl_resumes_partial_download(scheme: Scheme) {
     if !common::have_tool("curl") || !common::have_tool("ffmpeg") {
         return;
     }
@@ -601,12 +766,12 @@ fn curl_resumes_partial_download_with_continue_at() {
     let path = make_clip(dir.path(), Clip::Mp4MoovAtEnd);
     let original = std::fs::read(&path).unwrap();
     let len = original.len();
-    let server = Server::start(dir.path(), &[]);
+    let served = Served::start(dir.path(), scheme);
 
     let out_dir = tempfile::tempdir().unwrap();
     let partial = out_dir.path().join("partial.mp4");
     std::fs::write(&partial, &original[..100_000]).unwrap();
-    let out = run_ok(curl().args([
+    let out = run_ok(served.curl().args([
         "-v",
         "-C",
         "-",
@@ -614,7 +779,7 @@ fn curl_resumes_partial_download_with_continue_at() {
         partial.to_str().unwrap(),
         "-w",
         "%{http_code}",
-        &server.url("/moov-at-end.mp4"),
+        &served.url("/moov-at-end.mp4"),
     ]));
     let verbose = String::from_utf8_lossy(&out.stderr);
     assert!(verbose.contains("> Range: bytes=100000-"), "{verbose}");
@@ -633,18 +798,28 @@ fn curl_resumes_partial_download_with_continue_at() {
 
 #[test]
 fn curl_byte_range_returns_exactly_those_bytes() {
+    assert_curl_byte_range_returns_exactly_those_bytes(Scheme::Http);
+}
+
+#[test]
+fn curl_byte_range_returns_exactly_those_bytes_over_https() {
+    assert_curl_byte_range_returns_exactly_those_bytes(Scheme::Https);
+}
+
+/// `curl -r 1000-1999` gets a 206 with that Content-Range and exactly those bytes.
+fn assert_curl_byte_range_returns_exactly_those_bytes(scheme: Scheme) {
     if !common::have_tool("curl") || !common::have_tool("ffmpeg") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let path = make_clip(dir.path(), Clip::Mp4MoovAtEnd);
     let original = std::fs::read(&path).unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let served = Served::start(dir.path(), scheme);
 
     let out_dir = tempfile::tempdir().unwrap();
     let body = out_dir.path().join("range.bin");
     let headers = out_dir.path().join("headers.txt");
-    let out = run_ok(curl().args([
+    let out = run_ok(served.curl().args([
         "-r",
         "1000-1999",
         "-o",
@@ -653,7 +828,7 @@ fn curl_byte_range_returns_exactly_those_bytes() {
         headers.to_str().unwrap(),
         "-w",
         "%{http_code}",
-        &server.url("/moov-at-end.mp4"),
+        &served.url("/moov-at-end.mp4"),
     ]));
     assert_eq!(status_of(&out), 206);
     let headers = std::fs::read_to_string(&headers).unwrap();
@@ -670,6 +845,69 @@ fn curl_byte_range_returns_exactly_those_bytes() {
         got == original[1000..2000],
         "range body differs from bytes 1000-1999"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Verification is on
+
+/// The trust the HTTPS tests set up is the only reason they pass: with
+/// another CA, or a name the certificate does not carry, curl and ffprobe
+/// refuse the server, and with the test CA the same commands succeed.
+#[test]
+fn https_clients_refuse_a_server_signed_by_a_ca_they_do_not_trust() {
+    if !common::have_tool("curl") || !common::have_tool("ffprobe") || !common::have_tool("ffmpeg") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    make_clip(dir.path(), Clip::Mp4FastStart);
+    let served = Served::start(dir.path(), Scheme::Https);
+    let url = served.url("/faststart.mp4");
+    let other_ca = make_test_ca();
+    let other_ca = other_ca.path().join("ca.pem");
+
+    // curl: exit 60 is "peer certificate cannot be authenticated".
+    let curl_status = |trust: &Path, extra: &[&str], url: &str| {
+        let out = run(curl()
+            .arg("--cacert")
+            .arg(trust)
+            .args(extra)
+            .args(["-o", "/dev/null", url]));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(curl_status(&served.ca().unwrap(), &[], &url).0, Some(0));
+    let (code, stderr) = curl_status(&other_ca, &[], &url);
+    assert_eq!(code, Some(60), "curl trusting another CA: {stderr}");
+    let port = served.server.tls_addr.unwrap().port();
+    let resolve = format!("wrong.test:{port}:127.0.0.1");
+    let (code, stderr) = curl_status(
+        &served.ca().unwrap(),
+        &["--resolve", &resolve],
+        &format!("https://wrong.test:{port}/faststart.mp4"),
+    );
+    assert_eq!(
+        code,
+        Some(60),
+        "curl to a name not in the certificate: {stderr}"
+    );
+
+    // ffprobe: the tls protocol's own messages name the cause.
+    let ffprobe_error = |options: &[String]| {
+        let out = run(Command::new("ffprobe")
+            .args(["-v", "error", "-rw_timeout", RW_TIMEOUT_US])
+            .args(options)
+            .arg(&url));
+        (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(ffprobe_error(&served.ffmpeg_input_options()), None);
+    let stderr = ffprobe_error(&ffmpeg_trusting(&other_ca)).expect("ffprobe trusting another CA");
+    assert!(stderr.contains("failed verification"), "{stderr}");
+    let mut wrong_name = served.ffmpeg_input_options();
+    wrong_name.extend(["-verifyhost".into(), "wrong.test".into()]);
+    let stderr = ffprobe_error(&wrong_name).expect("ffprobe checking another name");
+    assert!(stderr.contains("does not match hostname"), "{stderr}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages, if missing:
 # ffmpeg/ffprobe and curl for the real-client tests, python3 for the
-# conformance suite, chromium and Node.js for the browser test
-# (tests/browser.rs), then the browser driver's pinned npm package
+# conformance suite, chromium, Node.js and NSS's certutil (libnss3-tools, to
+# make the private NSS database that trusts the test CA over HTTPS) for the
+# browser test (tests/browser.rs), then the browser driver's pinned npm package
 # (tools/browser/package-lock.json: playwright-core, which drives the
 # system chromium and downloads no browser), and the kTLS VM's packages and
 # kernel (tools/ktls-vm/setup.sh). Idempotent and quiet when everything is
@@ -16,6 +17,7 @@ command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 command -v chromium >/dev/null || need+=(chromium)
+command -v certutil >/dev/null || need+=(libnss3-tools)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 

@@ -153,9 +153,13 @@ async function main() {
   await setPhase('load');
 
   const pageResponse = await page.goto(url, { waitUntil: 'load' });
+  // Playwright gives {} rather than null for a page fetched without TLS.
+  const security = pageResponse ? await pageResponse.securityDetails() : null;
   const pageInfo = {
     status: pageResponse?.status() ?? null,
     content_security_policy: pageResponse ? await pageResponse.headerValue('content-security-policy') : null,
+    // Over HTTPS: the verified certificate's issuer and subject, and the TLS version; null over HTTP.
+    security: security && Object.keys(security).length > 0 ? security : null,
   };
   const sources = await page.$$eval('video', (videos) => videos.map((v) => v.getAttribute('src')));
   note(`page loaded with ${sources.length} videos`);
