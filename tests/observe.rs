@@ -75,6 +75,10 @@ fn counter_deltas_are_exact_and_quantiles_ordered() {
         304
     );
     assert_eq!(send(&server, 2, "/small.txt", "Range: bytes=99-\r\n"), 416);
+    // Refused targets and unparseable heads are both bad requests.
+    assert_eq!(send(&server, 3, "/../etc/passwd", ""), 400);
+    let garbage = server.exchange(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n");
+    assert_eq!(garbage.status, 400);
     // Pipelined and keep-alive requests count one each too.
     let mut stream = server.connect();
     stream.write_all(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\nHEAD /small.txt HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -89,7 +93,12 @@ fn counter_deltas_are_exact_and_quantiles_ordered() {
     assert_eq!(delta(206), 4.0);
     assert_eq!(delta(304), 3.0);
     assert_eq!(delta(416), 2.0);
-    assert_eq!(delta(400), 0.0);
+    assert_eq!(delta(400), 4.0);
+    let errors = |kind: &str| {
+        let series = format!("ringcast_errors_total{{kind=\"{kind}\"}}");
+        after[&series] - before[&series]
+    };
+    assert_eq!(errors("bad_request"), 4.0, "every 400 is counted");
     // The merged series is the sum of the per-core ones.
     let per_core: f64 = after
         .iter()

@@ -325,7 +325,15 @@ async fn respond(
         policy: &core.config.policy,
     };
     let (plan, file) = match route(request, ctx.policy) {
-        Err(error) => (plan_error(error, Some(request), &ctx, head), None),
+        Err(error) => {
+            let plan = plan_error(error, Some(request), &ctx, head);
+            if plan.status == Status::BadRequest {
+                // A parsed head with a target we refuse (traversal, NUL,
+                // bad escapes): as much a bad request as an unparseable one.
+                core.metrics.error(ErrorKind::BadRequest);
+            }
+            (plan, None)
+        }
         Ok(Route::Preflight) => (plan_preflight(request, &ctx, head), None),
         Ok(Route::File(path)) => match core.files.open(&core.root, &path, exchange.started) {
             Ok(file) => {
