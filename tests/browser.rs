@@ -188,13 +188,17 @@ fn plays_and_seeks_both_clips(scheme: Scheme) {
         Scheme::Http => assert!(security.is_null(), "TLS details over plain HTTP: {page}"),
         Scheme::Https => {
             assert_eq!(security["issuer"], CA_NAME, "index page: {page}");
-            // The subject's CN; tools/test-ca.sh writes it as `DNS:localhost`.
+            // The subject's CN.
             let subject = security["subjectName"].as_str().unwrap_or("");
             assert!(subject.ends_with("localhost"), "index page: {page}");
             let protocol = security["protocol"].as_str().unwrap_or("");
             assert!(protocol.starts_with("TLS 1."), "index page: {page}");
         }
     }
+    assert!(
+        !log.iter().any(|l| l.path == "/favicon.ico"),
+        "the index page's inline icon spares a /favicon.ico 404"
+    );
     let policy = page["content_security_policy"].as_str().unwrap_or("");
     assert!(
         policy.contains("default-src 'none'") && policy.contains("media-src 'self'"),

@@ -523,9 +523,16 @@ fn drain_timeout_bounds_shutdown_and_a_second_signal_exits_at_once() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let start = Instant::now();
-    let code = server.signal_and_wait(libc::SIGINT, Some(libc::SIGINT));
+    let code = server.signal_and_wait(libc::SIGTERM, Some(libc::SIGINT));
     assert_eq!(code, Some(130));
     assert!(start.elapsed() < Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(100)); // the log thread's last lines
+    let log = server.log_lines().join("\n");
+    assert!(log.contains("SIGTERM: no longer accepting"), "{log}");
+    assert!(
+        log.contains("a second signal (SIGINT) during the drain"),
+        "{log}"
+    );
 }
 
 /// Lets this test process hold a few thousand sockets.

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 /// Sent with the page: no scripts, media and inline styles from here only.
 pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; media-src 'self'; img-src 'self'; style-src 'unsafe-inline'";
+    "default-src 'none'; media-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'";
 
 /// One directory entry as the I/O layer read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +68,7 @@ pub fn render(dir: &CleanPath, entries: &[Entry]) -> String {
         page,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<link rel=\"icon\" href=\"data:,\">\
 <title>{title}</title><style>body{{font-family:sans-serif;margin:2em}}\
 figure{{display:inline-block;margin:1em;vertical-align:top}}video{{width:480px;max-width:100%;background:#000}}</style>\
 </head><body><h1>{title}</h1>\n"
@@ -183,6 +184,8 @@ mod tests {
         assert!(page.contains("src=\"/shows/live.m3u8\""));
         assert!(page.contains("<a href=\"/shows/season%202/\">season 2/</a>"));
         assert!(page.contains("<a href=\"/\">..</a>"));
+        // An empty inline icon: browsers ask no /favicon.ico (a 404 per view).
+        assert!(page.contains("<link rel=\"icon\" href=\"data:,\">"));
         for hidden in ["seg1.m4s", "notes.txt", ".hidden"] {
             assert!(!page.contains(hidden), "{hidden}");
         }

@@ -249,7 +249,11 @@ pub fn plan_error(
     let status = status_of(error);
     let mut extra: &[(&str, &[u8])] = &[];
     if status == Status::MethodNotAllowed {
-        extra = &[("Allow", b"GET, HEAD")];
+        // The same methods a preflight names: OPTIONS is answered under --cors.
+        extra = match ctx.policy.cors {
+            Some(_) => &[("Allow", b"GET, HEAD, OPTIONS")],
+            None => &[("Allow", b"GET, HEAD")],
+        };
     }
     let unparsed = Request::unparsed();
     let mut out = HeadWriter::new(head, request.unwrap_or(&unparsed), ctx);
@@ -669,6 +673,16 @@ Last-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n\r\n"
         let (plan, head) = run("OPTIONS /a.mp4 HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(plan.status, Status::MethodNotAllowed);
         assert!(head.contains("Allow: GET, HEAD\r\n"));
+    }
+
+    #[test]
+    fn a_405_under_cors_allows_what_the_preflight_allows() {
+        let policy = cors_policy("*");
+        let (plan, head) = run_with("DELETE /a.mp4 HTTP/1.1\r\nHost: x\r\n\r\n", &policy);
+        assert_eq!(plan.status, Status::MethodNotAllowed);
+        assert!(head.contains("Allow: GET, HEAD, OPTIONS\r\n"), "{head}");
+        let (_, head) = run_with("OPTIONS /a.mp4 HTTP/1.1\r\nHost: x\r\n\r\n", &policy);
+        assert!(head.contains("Allow: GET, HEAD, OPTIONS\r\n"), "{head}");
     }
 
     #[test]

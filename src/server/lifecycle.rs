@@ -232,7 +232,8 @@ impl Signals {
                         stop.store(true, Ordering::Relaxed);
                         first = false;
                     } else {
-                        eprintln!("ringcast: {signal:?} again: exiting now");
+                        // Named as what it is: the first may have been another signal.
+                        eprintln!("ringcast: a second signal ({signal:?}) during the drain: exiting now");
                         std::process::exit(130);
                     }
                 }
