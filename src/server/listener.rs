@@ -7,14 +7,20 @@ use std::net::SocketAddr;
 
 /// Binds `count` sockets to `addr`. With port 0 the first socket picks the
 /// port and the others join it.
-pub fn bind_all(addr: SocketAddr, count: usize, backlog: u32) -> Result<Vec<Socket>, ServerError> {
+/// `flag` names the flag the address came from, for the error.
+pub fn bind_all(
+    flag: &'static str,
+    addr: SocketAddr,
+    count: usize,
+    backlog: u32,
+) -> Result<Vec<Socket>, ServerError> {
     if addr.port() != 0 {
-        ensure_unused(addr).map_err(|e| ServerError::Listen(addr, e))?;
+        ensure_unused(addr).map_err(|e| ServerError::Listen(flag, addr, e))?;
     }
     let mut sockets: Vec<Socket> = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count {
-        let socket = bind_one(addr, backlog).map_err(|e| ServerError::Listen(addr, e))?;
+        let socket = bind_one(addr, backlog).map_err(|e| ServerError::Listen(flag, addr, e))?;
         if let Some(bound) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
             addr = bound;
         }
@@ -47,7 +53,7 @@ mod tests {
 
     #[test]
     fn port_zero_is_shared_by_every_core() {
-        let sockets = bind_all("127.0.0.1:0".parse().unwrap(), 3, 16).unwrap();
+        let sockets = bind_all("--listen", "127.0.0.1:0".parse().unwrap(), 3, 16).unwrap();
         let ports: Vec<u16> = sockets
             .iter()
             .map(|s| s.local_addr().unwrap().as_socket().unwrap().port())
@@ -60,10 +66,10 @@ mod tests {
 
     #[test]
     fn a_second_server_cannot_join_a_used_port() {
-        let first = bind_all("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
+        let first = bind_all("--listen", "127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
         let addr = first[0].local_addr().unwrap().as_socket().unwrap();
         assert!(matches!(
-            bind_all(addr, 1, 16),
+            bind_all("--listen", addr, 1, 16),
             Err(ServerError::Listen(..))
         ));
     }
@@ -73,7 +79,7 @@ mod tests {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
         assert!(matches!(
-            bind_all(addr, 1, 16),
+            bind_all("--listen", addr, 1, 16),
             Err(ServerError::Listen(..))
         ));
     }

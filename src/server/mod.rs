@@ -85,15 +85,17 @@ impl Core {
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum ServerError {
-    /// Binding or listening on the address failed (in use, not local, ...).
-    Listen(SocketAddr, std::io::Error),
+    /// Binding or listening on the address of a flag failed (in use, not local, ...).
+    Listen(&'static str, SocketAddr, std::io::Error),
     /// The root directory could not be opened.
-    Root(std::io::Error),
+    Root(std::path::PathBuf, std::io::Error),
+    /// A log file (`--access-log`, `--latency-log`) could not be opened.
+    Log(&'static str, std::path::PathBuf, std::io::Error),
     /// An executor could not be created or pinned to its CPU.
     Executor(usize, String),
     /// Signal handling could not be set up.
     Signals(nix::Error),
-    /// The admin thread or the access log could not start.
+    /// The admin thread could not start.
     Observe(std::io::Error),
     /// Certificates, keys or `--ktls require`.
     Tls(tls::TlsError),
@@ -102,13 +104,26 @@ pub enum ServerError {
 impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ServerError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
-            ServerError::Root(e) => write!(f, "cannot open the root directory: {e}"),
+            ServerError::Listen(flag, addr, e) => write!(f, "{flag} {addr}: cannot listen: {e}"),
+            ServerError::Root(path, e) => write!(f, "--root {}: cannot open: {e}", path.display()),
+            ServerError::Log(flag, path, e) => {
+                write!(
+                    f,
+                    "{flag} {}: cannot open for appending: {e}",
+                    path.display()
+                )?;
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        write!(f, " (create {} first)", dir.display())?;
+                    }
+                }
+                Ok(())
+            }
             ServerError::Executor(cpu, e) => {
                 write!(f, "cannot start the executor for CPU {cpu}: {e}")
             }
             ServerError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
-            ServerError::Observe(e) => write!(f, "cannot start metrics or logging: {e}"),
+            ServerError::Observe(e) => write!(f, "cannot start the admin thread: {e}"),
             ServerError::Tls(e) => write!(f, "cannot serve HTTPS: {e}"),
         }
     }
@@ -119,7 +134,10 @@ impl std::error::Error for ServerError {}
 /// Serves until SIGTERM/SIGINT, then drains and returns.
 pub fn run(config: Config) -> Result<(), ServerError> {
     // Check the root once here so a bad one is a clear startup error.
-    drop(fs::Root::open(&config.root, config.follow_symlinks).map_err(ServerError::Root)?);
+    drop(
+        fs::Root::open(&config.root, config.follow_symlinks)
+            .map_err(|e| ServerError::Root(config.root.clone(), e))?,
+    );
     raise_fd_limit();
     let tls = start_tls(&config)?;
     let on_hangup: Box<dyn Fn() + Send> = match &tls {
@@ -133,32 +151,39 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     let signals = Signals::install(&config.cpus, on_hangup).map_err(ServerError::Signals)?;
     let count = config.cpus.len();
     let plain_sockets: Vec<Option<socket2::Socket>> = match config.listen {
-        Some(addr) => listener::bind_all(addr, count, config.backlog)?
+        Some(addr) => listener::bind_all("--listen", addr, count, config.backlog)?
             .into_iter()
             .map(Some)
             .collect(),
         None => (0..count).map(|_| None).collect(),
     };
     let tls_sockets: Vec<Option<socket2::Socket>> = match &config.tls {
-        Some(tls) => listener::bind_all(tls.listen, count, config.backlog)?
+        Some(tls) => listener::bind_all("--tls-listen", tls.listen, count, config.backlog)?
             .into_iter()
             .map(Some)
             .collect(),
         None => (0..count).map(|_| None).collect(),
     };
     let admin_listener = match config.observe.admin {
-        Some(addr) => {
-            Some(std::net::TcpListener::bind(addr).map_err(|e| ServerError::Listen(addr, e))?)
-        }
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| ServerError::Listen("--admin", addr, e))?,
+        ),
         None => None,
     };
-    if let Some(path) = &config.observe.access_log {
-        // Fail at startup, not on the first request, if the log cannot be written.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(ServerError::Observe)?;
+    // Fail at startup, not on the first request, if a log cannot be written.
+    let logs = [
+        ("--access-log", &config.observe.access_log),
+        ("--latency-log", &config.observe.latency_log),
+    ];
+    for (flag, path) in logs {
+        if let Some(path) = path {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| ServerError::Log(flag, path.clone(), e))?;
+        }
     }
     let bound = |sockets: &[Option<socket2::Socket>], scheme: &str| {
         let addr = sockets.first()?.as_ref()?.local_addr().ok()?.as_socket()?;
