@@ -174,7 +174,7 @@ async fn run(
     let mut serializer = V2DeflateSerializer::new();
     let mut writer = log.as_mut().and_then(|file| {
         IntervalLogWriterBuilder::new()
-            .add_comment("ringcast latency log: microsecond values; tags ttfb, request_duration, disk_wait, socket_blocked")
+            .add_comment("ringcast latency log: microsecond values; tags ttfb, request_duration, disk_wait, socket_blocked, tls_handshake")
             .with_start_time(start_time)
             .with_base_time(start_time)
             .with_max_value_divisor(1e6)
@@ -283,7 +283,11 @@ impl Reporter {
 /// The full percentile tables of every histogram.
 pub fn percentile_tables(merged: &Snapshot) -> String {
     let mut out = String::new();
+    // An empty histogram (no TLS handshakes on a plain server, say) prints nothing.
     for (name, help, histogram) in merged.histograms.named() {
+        if histogram.is_empty() {
+            continue;
+        }
         out.push_str(&format!("\n# {name} (milliseconds): {help}\n"));
         out.push_str(&table::percentile_distribution(histogram));
     }
