@@ -272,3 +272,56 @@ fn limit_rate_paces_within_five_percent() {
     );
     assert!(error < 0.05, "paced at {measured:.0} B/s, target {rate}");
 }
+
+/// nginx's `limit_rate`: the unpaced prefix goes out by the ordinary
+/// zero-copy path, the paced part as sendfile pieces; no byte is copied
+/// through user memory for a resident file, and every byte is right.
+#[test]
+fn paced_responses_stay_zero_copy_and_exact() {
+    if std::env::var("RINGCAST_TEST_IO").as_deref() == Ok("direct") {
+        return; // --io direct copies by design
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let small = common::pattern(2_500_000);
+    let paced = common::pattern(1_200_000);
+    std::fs::write(dir.path().join("small.bin"), &small).unwrap();
+    std::fs::write(dir.path().join("paced.bin"), &paced).unwrap();
+    // The page cache holds them (sendfile is only used on resident bytes).
+    let _ = std::fs::read(dir.path().join("small.bin"));
+    let _ = std::fs::read(dir.path().join("paced.bin"));
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--admin",
+            "127.0.0.1:0",
+            "--limit-rate",
+            "4000000",
+            "--limit-rate-after",
+            "1000000",
+        ],
+    );
+    let zero_copy = || {
+        let text = server.admin_get("/metrics");
+        text.lines()
+            .find(|l| l.starts_with("ringcast_body_bytes_total{path=\"zero_copy\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap()
+    };
+    let before = zero_copy();
+    for _ in 0..3 {
+        // Beyond --limit-rate-after: the first MB full speed, then paced.
+        assert!(server.get("/small.bin", "").body == small);
+    }
+    let start = Instant::now();
+    let whole = server.get("/paced.bin", "");
+    let took = start.elapsed();
+    assert!(whole.body == paced);
+    // 200 KB past the unpaced MB at 4 MB/s: at least 50 ms.
+    assert!(took >= Duration::from_millis(45), "not paced: {took:?}");
+    let sent = zero_copy() - before;
+    assert_eq!(
+        sent,
+        (3 * small.len() + paced.len()) as f64,
+        "every body byte went by sendfile"
+    );
+}

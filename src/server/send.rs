@@ -120,9 +120,9 @@ pub struct Transfer<'a> {
     /// TCP_CORK is set on the socket (a long stream, or parked on a full
     /// socket); cleared when the response ends.
     corked: bool,
-    /// Whether sendfile may be used: not when paced, not under user-space
-    /// TLS, and not once the kernel lacks `cachestat` (we never sendfile what
-    /// might block on the disk).
+    /// Whether sendfile may be used: not under user-space TLS, and not once
+    /// the kernel lacks `cachestat` (we never sendfile what might block on
+    /// the disk). Paced responses use it too, in paced pieces.
     zero_copy: bool,
 }
 
@@ -146,7 +146,7 @@ impl<'a> Transfer<'a> {
             body_zero_copy: 0,
             turn: 0,
             corked: false,
-            zero_copy: pacing.is_none() && raw.is_some(),
+            zero_copy: raw.is_some(),
             transport,
             raw,
             file,
@@ -222,11 +222,11 @@ impl<'a> Transfer<'a> {
         let (Some(file), Some(socket)) = (self.file, self.raw) else {
             return Ok(0);
         };
-        if self.direct.is_some()
-            || self.pacing.is_some()
-            || len >= ZERO_COPY_MIN
-            || !file.residency.is_kept()
-        {
+        // A paced response takes this path only if it ends before pacing starts.
+        let paced = self
+            .pacing
+            .is_some_and(|p| self.sent + pending.len() as u64 + len > p.after);
+        if self.direct.is_some() || paced || len >= ZERO_COPY_MIN || !file.residency.is_kept() {
             return Ok(0);
         }
         let fd = file.fd.as_raw_fd();
@@ -427,7 +427,7 @@ impl<'a> Transfer<'a> {
         end: u64,
         pending: &mut Vec<u8>,
     ) -> Result<ZeroCopy, SendError> {
-        let len = (end - offset).min(SENDFILE_MAX);
+        let len = self.paced_piece(end - offset, pending.len());
         let fd = file.fd.as_raw_fd();
         match file
             .residency
@@ -443,10 +443,15 @@ impl<'a> Transfer<'a> {
         let Some(socket) = self.raw else {
             return Ok(ZeroCopy::NotResident);
         };
-        if end - offset > CORK_MIN {
+        // Paced pieces go out as they are due: corked, a piece's last
+        // segment would wait for the next.
+        if end - offset > CORK_MIN && self.pacing.is_none() {
             self.cork()?;
         }
         self.send_corked(pending).await?;
+        if self.wait_for_tokens(len as usize).await {
+            self.lap(); // time spent paced is not time waiting for the socket
+        }
         let mut file_offset = i64::try_from(offset).map_err(|_| SendError::Truncated)?;
         // SAFETY: plain syscall on descriptors this transfer holds open.
         let n = unsafe { libc::sendfile(socket, fd, &mut file_offset, len as usize) };
@@ -550,6 +555,29 @@ impl<'a> Transfer<'a> {
 }
 
 impl Transfer<'_> {
+    /// How much of the `left` bytes one `sendfile` sends: at most
+    /// [`SENDFILE_MAX`]; under `--limit-rate`, all of it up to where pacing
+    /// starts (`--limit-rate-after`, counted over the whole response,
+    /// `queued` head bytes included), then a paced piece ([`Self::chunk`])
+    /// at a time, each after its tokens. A tail too short for sendfile
+    /// joins the piece before it rather than being copied.
+    fn paced_piece(&self, left: u64, queued: usize) -> u64 {
+        let most = left.min(SENDFILE_MAX);
+        let Some(pacing) = self.pacing else {
+            return most;
+        };
+        let sent = self.sent + queued as u64;
+        let piece = match pacing.after.saturating_sub(sent) {
+            0 => most.min(self.chunk as u64),
+            unpaced => most.min(unpaced),
+        };
+        if left - piece < ZERO_COPY_MIN {
+            most
+        } else {
+            piece
+        }
+    }
+
     /// Token bucket for `--limit-rate`: before sending `len` more bytes, wait
     /// until the bytes beyond `--limit-rate-after` fit the rate since pacing
     /// began. One timer per paced write, none per byte.
