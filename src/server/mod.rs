@@ -350,9 +350,10 @@ async fn serve_core(
         }
         None => (None, None),
     };
+    let queues = Queues::new(tls.is_some());
     let core = Rc::new(Core {
         tls,
-        queues: Queues::new(),
+        queues,
         cpu,
         metrics: Metrics::new(config.observe.metrics),
         files: file_cache::FileCache::new(config.root.clone(), config.file_cache),
@@ -557,7 +558,8 @@ fn spawn_handshake(
             Err(e) => eprintln!("ringcast: cannot serve a TLS connection: {e}"),
         }
     });
-    match glommio::spawn_local_into(handshake, queues.handshakes) {
+    let queue = queues.handshakes.unwrap_or(queues.serving);
+    match glommio::spawn_local_into(handshake, queue) {
         Ok(task) => {
             task.detach();
         }
@@ -565,12 +567,13 @@ fn spawn_handshake(
     }
 }
 
-/// The core's two task queues: connections are served in `serving`;
-/// TLS handshakes run in `handshakes`, with fewer shares.
+/// The core's task queues: connections are served in `serving`; TLS
+/// handshakes run in `handshakes`, with fewer shares. A core without
+/// `--tls-listen` has the one queue, as before.
 #[derive(Clone, Copy)]
 pub struct Queues {
     serving: glommio::TaskQueueHandle,
-    handshakes: glommio::TaskQueueHandle,
+    handshakes: Option<glommio::TaskQueueHandle>,
 }
 
 /// Shares of the handshake queue, against the serving queue's default 1000.
@@ -578,15 +581,17 @@ const HANDSHAKE_SHARES: usize = 250;
 
 impl Queues {
     /// Called on the core's executor: its current queue serves.
-    fn new() -> Queues {
+    fn new(tls: bool) -> Queues {
         let executor = glommio::executor();
         Queues {
             serving: executor.current_task_queue(),
-            handshakes: executor.create_task_queue(
-                glommio::Shares::Static(HANDSHAKE_SHARES),
-                glommio::Latency::NotImportant,
-                "tls-handshakes",
-            ),
+            handshakes: tls.then(|| {
+                executor.create_task_queue(
+                    glommio::Shares::Static(HANDSHAKE_SHARES),
+                    glommio::Latency::NotImportant,
+                    "tls-handshakes",
+                )
+            }),
         }
     }
 }
