@@ -535,6 +535,10 @@ pub fn feed(
 ) -> Result<(), rustls::Error> {
     records.advance(bytes);
     let mut rest = bytes;
+    // A pass that takes no bytes may still make room (processing frees the
+    // buffer); two in a row mean rustls will take no more (its plaintext
+    // buffer is full, or the peer said close_notify): refuse rather than spin.
+    let mut stalled = false;
     while !rest.is_empty() {
         let before = rest.len();
         match conn.read_tls(&mut rest) {
@@ -544,10 +548,13 @@ pub fn feed(
             Err(_) => return Err(rustls::Error::General("read_tls failed".into())),
         }
         conn.process_new_packets()?;
-        if rest.len() == before && conn.wants_read() {
-            // Neither read nor processing made room (a peer flooding
-            // plaintext we have not read): refuse rather than spin.
-            return Err(rustls::Error::General("receive buffer full".into()));
+        if rest.len() == before {
+            if stalled {
+                return Err(rustls::Error::General("receive buffer full".into()));
+            }
+            stalled = true;
+        } else {
+            stalled = false;
         }
     }
     Ok(())
@@ -643,6 +650,24 @@ mod tests {
         assert!(!offers_only_old_versions(&hello(3, 3)), "TLS 1.2 and 1.3");
         assert!(!offers_only_old_versions(&hello(3, 1)[..8]), "cut short");
         assert!(!offers_only_old_versions(b"GET / HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn feeding_more_than_rustls_takes_stops_instead_of_spinning() {
+        let source = CertSource::from_pem(
+            "test",
+            include_bytes!("../../fuzz/certs/server.pem").to_vec(),
+            include_bytes!("../../fuzz/certs/server.key").to_vec(),
+        )
+        .unwrap();
+        let config = server_config(&source, TicketSecret::random(), false).unwrap();
+        // One record header announcing 16 KiB, then far more than any
+        // buffer takes in one go: either an error or all taken, never a hang.
+        let mut flood = vec![22, 3, 1, 0x40, 0x00];
+        flood.extend(std::iter::repeat_n(0, 200_000));
+        let mut conn = rustls::ServerConnection::new(config).unwrap();
+        let mut records = RecordCursor::default();
+        let _ = feed(&mut conn, &mut records, &flood);
     }
 
     #[test]
