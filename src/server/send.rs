@@ -110,6 +110,9 @@ pub struct Transfer<'a> {
     pub body_copied: u64,
     /// Bytes gathered per write: [`CHUNK`], or less when paced.
     chunk: usize,
+    /// Bytes per paced `sendfile`: [`PACING_GRANULARITY`] of the rate, not
+    /// bounded by [`CHUNK`] (no user memory holds them), at most [`SENDFILE_MAX`].
+    paced_sendfile: u64,
     pacing: Option<Pacing>,
     /// When the first paced byte went out: the token bucket's origin.
     paced_since: Option<Instant>,
@@ -134,13 +137,18 @@ impl<'a> Transfer<'a> {
         started: Instant,
         pacing: Option<Pacing>,
     ) -> Self {
-        let chunk = pacing.map_or(CHUNK, |p| {
-            let per_tick = p.bytes_per_sec as f64 * PACING_GRANULARITY.as_secs_f64();
-            (per_tick as usize).clamp(MIN_PACED_CHUNK, CHUNK)
+        let per_tick = pacing.map_or(0, |p| {
+            (p.bytes_per_sec as f64 * PACING_GRANULARITY.as_secs_f64()) as u64
         });
+        let chunk = match pacing {
+            Some(_) => (per_tick as usize).clamp(MIN_PACED_CHUNK, CHUNK),
+            None => CHUNK,
+        };
+        let paced_sendfile = per_tick.clamp(MIN_PACED_CHUNK as u64, SENDFILE_MAX);
         let raw = transport.raw_socket();
         Transfer {
             chunk,
+            paced_sendfile,
             pacing,
             paced_since: None,
             body_zero_copy: 0,
@@ -558,8 +566,8 @@ impl Transfer<'_> {
     /// How much of the `left` bytes one `sendfile` sends: at most
     /// [`SENDFILE_MAX`]; under `--limit-rate`, all of it up to where pacing
     /// starts (`--limit-rate-after`, counted over the whole response,
-    /// `queued` head bytes included), then a paced piece ([`Self::chunk`])
-    /// at a time, each after its tokens. A tail too short for sendfile
+    /// `queued` head bytes included), then a paced piece
+    /// ([`Self::paced_sendfile`]) at a time, each after its tokens. A tail too short for sendfile
     /// joins the piece before it rather than being copied.
     fn paced_piece(&self, left: u64, queued: usize) -> u64 {
         let most = left.min(SENDFILE_MAX);
@@ -568,7 +576,7 @@ impl Transfer<'_> {
         };
         let sent = self.sent + queued as u64;
         let piece = match pacing.after.saturating_sub(sent) {
-            0 => most.min(self.chunk as u64),
+            0 => most.min(self.paced_sendfile),
             unpaced => most.min(unpaced),
         };
         if left - piece < ZERO_COPY_MIN {
