@@ -9,7 +9,7 @@
 use super::direct::DirectSlot;
 use super::mapped::MapSlot;
 use super::residency::Residency;
-use super::send::UringSlot;
+use super::uring::UringSlot;
 use crate::http::error::FileError;
 use crate::http::index::Entry;
 use crate::http::path::CleanPath;

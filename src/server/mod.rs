@@ -12,6 +12,7 @@
 //! - [`send`]: the data path from file to socket.
 //! - [`mapped`]: short ranges of hot files sent from a mapping.
 //! - [`residency`]: whether file ranges are in the page cache, with memos.
+//! - [`uring`]: a file's io_uring handle for reads that miss the page cache.
 //! - [`direct`]: `--io direct`, O_DIRECT reads with read-ahead.
 //! - [`clock`]: the per-core `Date` cache.
 //! - [`lifecycle`]: connection accounting, `--max-conns`, graceful shutdown.
@@ -33,6 +34,7 @@ pub mod residency;
 pub mod send;
 pub mod tls;
 pub mod transport;
+pub mod uring;
 
 use crate::config::{Config, Io};
 use crate::metrics::{self, ErrorKind, Metrics, Snapshot};

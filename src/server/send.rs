@@ -33,10 +33,9 @@ use super::transport::Transport;
 use crate::config::Pacing;
 use crate::http::plan::Body;
 use crate::http::range::ByteRange;
-use glommio::io::{BufferedFile, DmaFile};
-use std::cell::RefCell;
+use glommio::io::DmaFile;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -654,35 +653,6 @@ async fn read_through_uring(
         .map_err(|e| SendError::File(e.into()))?;
     pending.extend_from_slice(&data);
     Ok(data.len())
-}
-
-/// A file's io_uring handle for reads that miss the page cache, made on the
-/// first miss and kept as long as the open file (a `dup` and a close per
-/// cold response otherwise).
-#[derive(Default)]
-pub struct UringSlot(RefCell<Option<Rc<BufferedFile>>>);
-
-impl UringSlot {
-    fn get(&self, fd: RawFd) -> io::Result<Rc<BufferedFile>> {
-        if let Some(file) = &*self.0.borrow() {
-            return Ok(file.clone());
-        }
-        let copy = nix::unistd::dup(fd)?;
-        // SAFETY: `dup` returned a fresh descriptor that the BufferedFile now owns.
-        let file = Rc::new(unsafe { BufferedFile::from_raw_fd(copy) });
-        *self.0.borrow_mut() = Some(file.clone());
-        Ok(file)
-    }
-}
-
-impl std::fmt::Debug for UringSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.borrow().is_some() {
-            "open"
-        } else {
-            "unopened"
-        })
-    }
 }
 
 /// How an O_DIRECT transfer ended.
