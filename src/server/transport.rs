@@ -276,7 +276,9 @@ impl Transport {
 
     /// Drives the handshake to its end, within `deadline`.
     async fn handshake(&mut self, deadline: Instant) -> Result<(), HandshakeError> {
-        let tls = self.tls.as_deref_mut().expect("a TLS transport");
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(()); // a plain transport has no handshake
+        };
         let mut first = true;
         while tls.conn.is_handshaking() {
             flush_tls(&mut self.stream, &mut tls.conn)
