@@ -1,7 +1,7 @@
 //! Command-line flags, parsed once into the [`Config`] every core gets a copy of.
 
 use crate::http::policy::{CacheRule, Cors, Policy};
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -154,7 +154,7 @@ struct Flags {
 
     /// Address and port every core listens on for HTTPS, beside --listen.
     /// Needs --tls-cert and --tls-key.
-    #[arg(long, value_name = "ADDR:PORT", requires = "tls_cert")]
+    #[arg(long, value_name = "ADDR:PORT", requires = "tls_cert", value_parser = parse_address)]
     tls_listen: Option<SocketAddr>,
 
     /// A PEM certificate chain (RSA or ECDSA), paired in order with a
@@ -221,7 +221,7 @@ struct Flags {
 
     /// Serve /metrics (Prometheus) and /stats (JSON) on this address. Off by
     /// default; never served on the public listener.
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_address)]
     admin: Option<SocketAddr>,
 
     /// Print a one-line summary (req/s, MB/s, TTFB percentiles, open
@@ -266,12 +266,7 @@ struct Flags {
     limit_rate: Option<u64>,
 
     /// Bytes of each response sent at full speed before --limit-rate applies.
-    #[arg(
-        long,
-        value_name = "BYTES",
-        default_value_t = 0,
-        requires = "limit_rate"
-    )]
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
     limit_rate_after: u64,
 
     /// How files are read. `buffered`: through the page cache, resident
@@ -307,9 +302,7 @@ impl Config {
             ) {
                 error.exit();
             }
-            let text = error.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("ringcast: {}", first.trim_start_matches("error: "));
+            eprintln!("ringcast: {}", one_line(&error.render().to_string()));
             std::process::exit(2);
         })
     }
@@ -320,8 +313,23 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let flags = Flags::try_parse_from(args)?;
+        let matches = Flags::command().try_get_matches_from(args)?;
+        let flags = Flags::from_arg_matches(&matches)?;
+        check_direct_flags(&flags, &matches)?;
+        if flags.limit_rate.is_none()
+            && matches.value_source("limit_rate_after")
+                == Some(clap::parser::ValueSource::CommandLine)
+        {
+            return Err(Flags::command().error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                format!(
+                    "--limit-rate-after {} needs --limit-rate BYTES_PER_SEC (the rate it starts)",
+                    flags.limit_rate_after
+                ),
+            ));
+        }
         let tls = tls_from(&flags)?;
+        check_admin_clash(&flags)?;
         let listen = match flags.listen {
             Listen::Off if tls.is_none() => {
                 return Err(Flags::command().error(
@@ -384,6 +392,24 @@ impl Config {
     }
 }
 
+/// clap's message as one line: what is wrong and what is accepted (the
+/// missing flag, the possible values), without the usage and help tip.
+fn one_line(text: &str) -> String {
+    let message: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
+        .collect();
+    let joined = message.join(" ");
+    let joined = joined.trim_start_matches("error: ");
+    if joined.is_empty() {
+        "invalid arguments".into()
+    } else {
+        joined.into()
+    }
+}
+
 /// `--listen`'s value.
 #[derive(Debug, Clone, Copy)]
 enum Listen {
@@ -395,10 +421,36 @@ fn parse_listen(value: &str) -> Result<Listen, String> {
     if value == "off" {
         return Ok(Listen::Off);
     }
-    value
-        .parse()
-        .map(Listen::On)
-        .map_err(|_| format!("{value:?} is not ADDR:PORT (e.g. 0.0.0.0:8080 or [::]:8080) or off"))
+    parse_address(value).map(Listen::On)
+}
+
+/// `ADDR:PORT`, `[V6]:PORT`, `HOST:PORT` (the first address the name
+/// resolves to) or `:PORT` (every IPv4 address).
+fn parse_address(value: &str) -> Result<SocketAddr, String> {
+    let expected =
+        "expected ADDR:PORT, HOST:PORT or :PORT, e.g. 0.0.0.0:8080, [::]:8080, localhost:8080";
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    if let Some(port) = value.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| format!("{value:?}: {expected}"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if value.parse::<u16>().is_ok() {
+        return Err(format!(
+            "{value:?} is a bare port: write :{value} ({expected})"
+        ));
+    }
+    if !value.contains(':') {
+        return Err(format!("{value:?} has no port: {expected}"));
+    }
+    use std::net::ToSocketAddrs;
+    match value.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{value:?} resolves to no address: {expected}")),
+        Err(e) => Err(format!("{value:?}: {e}; {expected}")),
+    }
 }
 
 /// The TLS part of the flags, checked: certificates and keys come in pairs.
@@ -436,6 +488,47 @@ fn tls_from(flags: &Flags) -> Result<Option<Tls>, clap::Error> {
         pairs,
         ktls: flags.ktls,
     }))
+}
+
+/// `--direct-*` flags shape `--io direct` reads: given without it, they
+/// would silently do nothing.
+fn check_direct_flags(flags: &Flags, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+    if flags.io == IoFlag::Direct {
+        return Ok(());
+    }
+    for (id, flag) in [
+        ("direct_read_size", "--direct-read-size"),
+        ("direct_read_ahead", "--direct-read-ahead"),
+        ("direct_memory", "--direct-memory"),
+    ] {
+        if matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            return Err(Flags::command().error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                format!("{flag} applies only with --io direct"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `--admin` on the public listener's address would serve neither well.
+fn check_admin_clash(flags: &Flags) -> Result<(), clap::Error> {
+    let Some(admin) = flags.admin.filter(|a| a.port() != 0) else {
+        return Ok(());
+    };
+    let clash = |flag: &str| {
+        Flags::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!("--admin {admin} clashes with {flag}: the admin listener needs an address of its own"),
+        )
+    };
+    if flags.listen_addr() == Some(admin) {
+        return Err(clash("--listen"));
+    }
+    if flags.tls_listen == Some(admin) {
+        return Err(clash("--tls-listen"));
+    }
+    Ok(())
 }
 
 impl Flags {

@@ -45,6 +45,63 @@ fn bad_values_print_one_line_and_exit_2() {
     }
 }
 
+/// Each bad value gets one line naming the flag, the value and what is accepted.
+#[test]
+fn bad_values_say_what_is_accepted_in_their_one_line() {
+    for (args, wanted) in [
+        (
+            &["--limit-rate-after", "5"][..],
+            &["--limit-rate-after 5", "needs --limit-rate"][..],
+        ),
+        (&["--io", "bogus"], &["'bogus'", "--io", "buffered, direct"]),
+        (
+            &["--direct-read-ahead", "8"],
+            &["--direct-read-ahead", "--io direct"],
+        ),
+        (&["--listen", "8080"], &["\"8080\"", ":8080", "ADDR:PORT"]),
+        (&["--listen", "nonsense"], &["\"nonsense\"", "ADDR:PORT"]),
+        (
+            &["--listen", "127.0.0.1:18999", "--admin", "127.0.0.1:18999"],
+            &["--admin 127.0.0.1:18999", "clashes with --listen"],
+        ),
+    ] {
+        let out = ringcast(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        for text in wanted {
+            assert!(stderr.contains(text), "{args:?}: {text:?} not in {stderr}");
+        }
+    }
+}
+
+#[test]
+fn listen_takes_host_names_and_bare_colon_ports() {
+    for listen in ["localhost:0", ":0"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .args([
+                "--listen",
+                listen,
+                "--cpus",
+                "0",
+                "--root",
+                env!("CARGO_MANIFEST_DIR"),
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            line.contains("serving") && line.contains("http://"),
+            "{listen}: {line}"
+        );
+    }
+}
+
 #[test]
 fn an_address_in_use_is_a_clear_startup_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
