@@ -78,23 +78,7 @@ fn bad_values_say_what_is_accepted_in_their_one_line() {
 #[test]
 fn listen_takes_host_names_and_bare_colon_ports() {
     for listen in ["localhost:0", ":0"] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-            .args([
-                "--listen",
-                listen,
-                "--cpus",
-                "0",
-                "--root",
-                env!("CARGO_MANIFEST_DIR"),
-            ])
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
+        let line = startup_line(&["--listen", listen, "--root", env!("CARGO_MANIFEST_DIR")]);
         assert!(
             line.contains("serving") && line.contains("http://"),
             "{listen}: {line}"
@@ -175,8 +159,16 @@ fn the_readme_recipe_serves_as_written() {
         root.path().to_str().unwrap().to_string(),
     ];
     args.extend(shell_words(&recipe));
+    let line = startup_line(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let served = line.contains("serving") && line.contains("http://");
+    assert!(served, "args {args:?}: {line}");
+}
+
+/// Starts ringcast on CPU 0 with `args`, returns its first stderr line (the
+/// startup line, or the error), and stops it.
+fn startup_line(args: &[&str]) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-        .args(&args)
+        .args(args)
         .args(["--cpus", "0"])
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -184,10 +176,9 @@ fn the_readme_recipe_serves_as_written() {
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-    let served = line.contains("serving") && line.contains("http://");
     let _ = child.kill();
     let _ = child.wait();
-    assert!(served, "args {args:?}: {line}");
+    line
 }
 
 /// Splits a shell command line into words: single quotes and whitespace are
