@@ -195,24 +195,16 @@ impl Served {
     fn start(root: &Path, scheme: Scheme) -> Served {
         let certs = match scheme {
             Scheme::Http => None,
-            Scheme::Https => Some(make_test_ca()),
+            Scheme::Https => Some(common::test_ca()),
         };
         let server = match &certs {
             None => Server::start(root, &[]),
             Some(certs) => {
                 let cert = certs.path().join("server.pem");
                 let key = certs.path().join("server.key");
-                let server = Server::start(
-                    root,
-                    &[
-                        "--tls-listen",
-                        "127.0.0.1:0",
-                        "--tls-cert",
-                        cert.to_str().unwrap(),
-                        "--tls-key",
-                        key.to_str().unwrap(),
-                    ],
-                );
+                let flags = common::tls_flags(&[(&cert, &key)]);
+                let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+                let server = Server::start(root, &args);
                 assert!(server.tls_addr.is_some(), "no https:// in the startup line");
                 server
             }
@@ -250,15 +242,6 @@ impl Served {
         }
         command
     }
-}
-
-/// A new CA with certificates for localhost, 127.0.0.1 and ::1, by `tools/test-ca.sh`.
-fn make_test_ca() -> tempfile::TempDir {
-    let certs = tempfile::tempdir().unwrap();
-    run_ok(
-        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/test-ca.sh")).arg(certs.path()),
-    );
-    certs
 }
 
 /// ffmpeg's tls protocol options to verify the peer against `ca`: without
@@ -862,7 +845,7 @@ fn https_clients_refuse_a_server_signed_by_a_ca_they_do_not_trust() {
     make_clip(dir.path(), Clip::Mp4FastStart);
     let served = Served::start(dir.path(), Scheme::Https);
     let url = served.url("/faststart.mp4");
-    let other_ca = make_test_ca();
+    let other_ca = common::test_ca();
     let other_ca = other_ca.path().join("ca.pem");
 
     // curl: exit 60 is "peer certificate cannot be authenticated".

@@ -30,12 +30,7 @@ impl Fixture {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("big.bin"), pattern(BIG)).unwrap();
         std::fs::write(root.path().join("small.txt"), b"hello over tls\n").unwrap();
-        let certs = tempfile::tempdir().unwrap();
-        let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/test-ca.sh"))
-            .arg(certs.path())
-            .status()
-            .expect("tools/test-ca.sh runs (needs openssl)");
-        assert!(status.success());
+        let certs = common::test_ca();
         Fixture { root, certs }
     }
 
@@ -47,20 +42,9 @@ impl Fixture {
     fn start(&self, extra: &[&str]) -> Server {
         let (server_pem, server_key) = (self.cert("server.pem"), self.cert("server.key"));
         let (rsa_pem, rsa_key) = (self.cert("rsa.pem"), self.cert("rsa.key"));
-        let mut args = vec![
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            server_pem.to_str().unwrap(),
-            "--tls-key",
-            server_key.to_str().unwrap(),
-            "--tls-cert",
-            rsa_pem.to_str().unwrap(),
-            "--tls-key",
-            rsa_key.to_str().unwrap(),
-            "--admin",
-            "127.0.0.1:0",
-        ];
+        let mut flags = common::tls_flags(&[(&server_pem, &server_key), (&rsa_pem, &rsa_key)]);
+        flags.extend(["--admin".to_string(), "127.0.0.1:0".to_string()]);
+        let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
         args.extend_from_slice(extra);
         let server = Server::start(self.root.path(), &args);
         assert!(server.tls_addr.is_some(), "no https:// in the startup line");
@@ -398,17 +382,9 @@ fn sighup_swaps_certificates_for_new_handshakes_and_keeps_old_ones_on_bad_files(
     let (pem, key) = (dir.path().join("live.pem"), dir.path().join("live.key"));
     std::fs::copy(fixture.cert("server.pem"), &pem).unwrap();
     std::fs::copy(fixture.cert("server.key"), &key).unwrap();
-    let mut server = Server::start(
-        fixture.root.path(),
-        &[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            pem.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let flags = common::tls_flags(&[(&pem, &key)]);
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut server = Server::start(fixture.root.path(), &args);
     let addr = server.tls_addr.unwrap();
     let config = fixture.client_config();
     let mut kept = connect(addr, &config, "localhost");

@@ -302,6 +302,32 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|p| p + from)
 }
 
+/// A fresh test CA from `tools/test-ca.sh`: `ca.pem` for clients to trust,
+/// `server.pem`/`server.key` (ECDSA, localhost, 127.0.0.1, ::1) and
+/// `rsa.pem`/`rsa.key` (RSA, rsa.test).
+pub fn test_ca() -> tempfile::TempDir {
+    let certs = tempfile::tempdir().unwrap();
+    let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/test-ca.sh"))
+        .arg(certs.path())
+        .status()
+        .expect("tools/test-ca.sh runs (needs openssl)");
+    assert!(status.success(), "tools/test-ca.sh failed");
+    certs
+}
+
+/// `--tls-listen 127.0.0.1:0` and a `--tls-cert`/`--tls-key` pair per
+/// `(certificate, key)`, for [`Server::start`].
+pub fn tls_flags(pairs: &[(&Path, &Path)]) -> Vec<String> {
+    let mut flags = vec!["--tls-listen".to_string(), "127.0.0.1:0".to_string()];
+    for (cert, key) in pairs {
+        flags.push("--tls-cert".into());
+        flags.push(cert.to_str().unwrap().into());
+        flags.push("--tls-key".into());
+        flags.push(key.to_str().unwrap().into());
+    }
+    flags
+}
+
 /// Whether an external tool is installed. When `RINGCAST_REQUIRE_TOOLS` is
 /// set (as `.ci/run` does) a missing tool fails the test instead of skipping it.
 pub fn have_tool(name: &str) -> bool {
