@@ -434,23 +434,18 @@ async fn deliver(
     // follows the client's last byte sees this response counted.
     metrics.sent(transfer.sent, transfer.body_copied, transfer.body_zero_copy);
     let elapsed = transfer.finished_at() - started;
-    let (first_byte, socket_time, disk_time, sent) = (
-        transfer.first_byte,
-        transfer.socket_time,
-        transfer.disk_time,
-        transfer.sent,
-    );
-    metrics.tls_encrypted(stream.take_encrypted());
     metrics.record(&RequestTimes {
-        ttfb: first_byte.unwrap_or(elapsed),
+        ttfb: transfer.first_byte.unwrap_or(elapsed),
         duration: elapsed,
-        disk_wait: (!matches!(body, Body::None)).then_some(disk_time),
-        socket_blocked: socket_time,
+        disk_wait: (!matches!(body, Body::None)).then_some(transfer.disk_time),
+        socket_blocked: transfer.socket_time,
     });
     if let (Some(log), Some(head_len)) = (&core.access_log, head_len) {
-        let body_bytes = sent.saturating_sub(head_len);
+        let body_bytes = transfer.sent.saturating_sub(head_len);
         log.record(exchange.peer, exchange.request, status, body_bytes, elapsed);
     }
+    // After the transfer's last use: it borrows the transport.
+    metrics.tls_encrypted(stream.take_encrypted());
     match result {
         Ok(()) => Ok(()),
         Err(SendError::Socket(e)) => {

@@ -285,12 +285,12 @@ fn start_tls(config: &Config) -> Result<Option<TlsStart>, ServerError> {
         return Ok(None);
     };
     let source = tls::CertSource::read(&tls.pairs).map_err(ServerError::Tls)?;
-    let kernel = tls::kernel_has_tls().map_err(|e| e.to_string());
-    if tls.ktls == crate::config::Ktls::Require {
-        if let Err(e) = tls::kernel_has_tls() {
-            return Err(ServerError::Tls(tls::TlsError::KernelTlsMissing(e)));
+    let kernel = match tls::kernel_has_tls() {
+        Err(e) if tls.ktls == crate::config::Ktls::Require => {
+            return Err(ServerError::Tls(tls::TlsError::KernelTlsMissing(e)))
         }
-    }
+        probed => probed.map_err(|e| e.to_string()),
+    };
     Ok(Some(TlsStart {
         shared: Arc::new(tls::SharedCerts::new(source, tls.pairs.clone())),
         secret: tls::TicketSecret::random(),
@@ -477,7 +477,8 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener, scheme: Scheme) {
                 match scheme {
                     Scheme::Http => {
                         let open = OpenGauge::new(core.clone(), "plain");
-                        let serving = conn_task(core.clone(), slot, async move {
+                        let serving = conn_task(core.clone(), async move {
+                            let _slot = slot;
                             conn::serve(&open.core, Transport::plain(stream), None).await
                         });
                         glommio::spawn_local(serving).detach();
@@ -502,14 +503,9 @@ async fn accept_loop(core: &Rc<Core>, listener: &TcpListener, scheme: Scheme) {
 /// How often a core looks for certificates that SIGHUP reloaded.
 const CERT_REFRESH: Duration = Duration::from_secs(1);
 
-/// Runs one connection's future, catching a panic so it ends only that
-/// connection; `slot` counts it open until then.
-async fn conn_task(
-    core: Rc<Core>,
-    slot: lifecycle::ConnectionSlot,
-    serve: impl std::future::Future<Output = ()> + 'static,
-) {
-    let _slot = slot;
+/// Runs one connection's future (which owns its `ConnectionSlot`), catching
+/// a panic so it ends only that connection.
+async fn conn_task(core: Rc<Core>, serve: impl std::future::Future<Output = ()> + 'static) {
     if AssertUnwindSafe(serve).catch_unwind().await.is_err() {
         core.metrics.error(ErrorKind::Panic);
         eprintln!("ringcast: a connection task panicked; connection dropped");
@@ -534,7 +530,7 @@ fn spawn_handshake(
     let queues = core.queues;
     let deadline = accepted_at + core.config.limits.header_timeout;
     let mut open = OpenGauge::new(core.clone(), "tls");
-    let handshake = conn_task(core.clone(), slot, async move {
+    let handshake = conn_task(core.clone(), async move {
         let core = open.core.clone();
         let accepted = match Transport::accept_tls(stream, config, offload, deadline).await {
             Ok(accepted) => accepted,
@@ -548,24 +544,28 @@ fn spawn_handshake(
             Offload::NotTried => {}
         }
         open.became(accepted.transport.kind().label());
-        // The slot moves with the connection: re-registered, then this one drops.
-        let slot = core.connections.register();
-        let serving = conn_task(core.clone(), slot, async move {
+        // The slot moves on with the connection.
+        let serving = conn_task(core.clone(), async move {
+            let _slot = slot;
             conn::serve(&open.core, accepted.transport, Some(deadline)).await
         });
-        match glommio::spawn_local_into(serving, queues.serving) {
-            Ok(task) => {
-                task.detach();
-            }
-            Err(e) => eprintln!("ringcast: cannot serve a TLS connection: {e}"),
-        }
+        spawn_into(serving, queues.serving, "serve a TLS connection");
     });
     let queue = queues.handshakes.unwrap_or(queues.serving);
-    match glommio::spawn_local_into(handshake, queue) {
+    spawn_into(handshake, queue, "start a handshake");
+}
+
+/// Spawns a detached task into `queue`; says so if the queue is gone.
+fn spawn_into(
+    task: impl std::future::Future<Output = ()> + 'static,
+    queue: glommio::TaskQueueHandle,
+    what: &str,
+) {
+    match glommio::spawn_local_into(task, queue) {
         Ok(task) => {
             task.detach();
         }
-        Err(e) => eprintln!("ringcast: cannot start a handshake: {e}"),
+        Err(e) => eprintln!("ringcast: cannot {what}: {e}"),
     }
 }
 
