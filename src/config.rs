@@ -1,6 +1,7 @@
 //! Command-line flags, parsed once into the [`Config`] every core gets a copy of.
 
 use crate::http::policy::{CacheRule, Cors, Policy};
+use crate::http::upload::{Ingest as IngestPolicy, PublishPattern};
 use clap::{CommandFactory, FromArgMatches, Parser};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +35,41 @@ pub struct Config {
     pub pacing: Option<Pacing>,
     /// How file bytes reach the socket: through the page cache or O_DIRECT.
     pub io: Io,
+    /// Uploads and the jobs they start, with `--ingest` (the prefixes and
+    /// `--max-upload` are in `policy.ingest`).
+    pub ingest: Option<IngestConfig>,
+}
+
+/// The I/O side of `--ingest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// `--ingest-tokens`: read at start and on SIGHUP.
+    pub tokens_file: PathBuf,
+    /// An upload whose body makes no progress for this long is dropped.
+    pub upload_timeout: Duration,
+    /// fsync the file and its directory before answering.
+    pub fsync: bool,
+    /// Refuse uploads (507) that would leave less free space than this.
+    pub min_free: u64,
+    /// `--on-publish` rules, first match wins.
+    pub on_publish: Vec<PublishRule>,
+    pub jobs: Jobs,
+}
+
+/// `--on-publish PATTERN=COMMAND`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRule {
+    pub pattern: PublishPattern,
+    /// Absolute, checked executable at start.
+    pub command: PathBuf,
+}
+
+/// How many jobs run and wait, and for how long one may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Jobs {
+    pub running: usize,
+    pub queued: usize,
+    pub timeout: Duration,
 }
 
 /// `--tls-listen`, `--tls-cert`/`--tls-key` and `--ktls`.
@@ -288,6 +324,57 @@ struct Flags {
     /// responses; when it runs short, responses read with less read-ahead.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
     direct_memory: u64,
+
+    /// Allow authenticated PUT and DELETE beneath this URL prefix (e.g.
+    /// /live/); repeatable. Bodies are written to a hidden temporary file
+    /// and renamed over the target when complete. Needs --ingest-tokens.
+    #[arg(long, value_name = "PREFIX", requires = "ingest_tokens")]
+    ingest: Vec<String>,
+
+    /// File of upload secrets, one per line; a write needs
+    /// `Authorization: Bearer SECRET`. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "ingest")]
+    ingest_tokens: Option<PathBuf>,
+
+    /// Largest upload body in bytes: a larger Content-Length gets 413 before
+    /// anything is written; a longer chunked body is cut off unpublished.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 30)]
+    max_upload: u64,
+
+    /// Drop an upload whose body makes no progress for this long (408);
+    /// nothing is published.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    upload_timeout: Duration,
+
+    /// Make each publish durable (fsync of the file and its directory)
+    /// before the response.
+    #[arg(long)]
+    ingest_fsync: bool,
+
+    /// Refuse uploads (507) that would leave less than this many bytes free
+    /// on the ingest filesystem (0: only a full disk refuses).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    ingest_min_free: u64,
+
+    /// After a PUT publishes a file matching PATTERN (`*` within a path
+    /// segment, `**` across), run COMMAND with the file's absolute path as
+    /// its one argument, from a job queue; repeatable, the first match wins.
+    /// Example: --on-publish '/uploads/*.mp4=tools/package-hls.sh'
+    #[arg(long, value_name = "PATTERN=COMMAND", requires = "ingest")]
+    on_publish: Vec<String>,
+
+    /// Jobs run at once.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    jobs: u32,
+
+    /// Jobs that may wait for a free runner; a matching upload beyond that
+    /// gets 503 with Retry-After and publishes nothing.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    job_queue: u32,
+
+    /// Kill a job (and its process group) that runs longer than this.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    job_timeout: Duration,
 }
 
 impl Config {
@@ -340,6 +427,7 @@ impl Config {
             Listen::Off => None,
             Listen::On(addr) => Some(addr),
         };
+        let (ingest_policy, ingest) = ingest_from(&flags)?;
         let cpus = match flags.cpus {
             Some(CpuList(cpus)) => cpus,
             None => online_cpus(),
@@ -371,6 +459,7 @@ impl Config {
                 cors: flags.cors,
                 cache_rules: flags.cache_control,
                 index: flags.index,
+                ingest: ingest_policy,
             },
             pacing: flags.limit_rate.map(|bytes_per_sec| Pacing {
                 bytes_per_sec,
@@ -388,8 +477,86 @@ impl Config {
                     .max(1),
                 }),
             },
+            ingest,
         })
     }
+}
+
+/// The `--ingest` flags, checked: prefixes are paths GET would serve, and
+/// every `--on-publish` pattern lies beneath one and names a program that
+/// can run.
+fn ingest_from(flags: &Flags) -> Result<(Option<IngestPolicy>, Option<IngestConfig>), clap::Error> {
+    let Some(tokens_file) = &flags.ingest_tokens else {
+        return Ok((None, None));
+    };
+    let invalid =
+        |message: String| Flags::command().error(clap::error::ErrorKind::ValueValidation, message);
+    let policy = IngestPolicy::new(&flags.ingest, flags.max_upload)
+        .map_err(|e| invalid(format!("--ingest {e}")))?;
+    let on_publish = flags
+        .on_publish
+        .iter()
+        .map(|rule| parse_publish_rule(rule, &policy))
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(format!("--on-publish {e}")))?;
+    let config = IngestConfig {
+        tokens_file: tokens_file.clone(),
+        upload_timeout: flags.upload_timeout,
+        fsync: flags.ingest_fsync,
+        min_free: flags.ingest_min_free,
+        on_publish,
+        jobs: Jobs {
+            running: flags.jobs as usize,
+            queued: flags.job_queue as usize,
+            timeout: flags.job_timeout,
+        },
+    };
+    Ok((Some(policy), Some(config)))
+}
+
+/// `PATTERN=COMMAND`, the command made absolute (a bare name is looked up
+/// in PATH) and checked to be an executable file now rather than at the
+/// first upload.
+fn parse_publish_rule(value: &str, ingest: &IngestPolicy) -> Result<PublishRule, String> {
+    let (pattern, command) = value
+        .split_once('=')
+        .ok_or_else(|| format!("{value:?}: expected PATTERN=COMMAND, like '/uploads/*.mp4=tools/package-hls.sh'"))?;
+    let pattern = PublishPattern::parse(pattern.trim())?;
+    if !pattern.is_within(ingest) {
+        let prefixes: Vec<String> = ingest.prefixes().collect();
+        return Err(format!(
+            "{value:?}: the pattern must lie beneath an --ingest prefix ({})",
+            prefixes.join(", ")
+        ));
+    }
+    let command = resolve_command(command.trim()).map_err(|e| format!("{value:?}: {e}"))?;
+    Ok(PublishRule { pattern, command })
+}
+
+fn resolve_command(command: &str) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    if command.is_empty() {
+        return Err("no command".into());
+    }
+    let candidates: Vec<PathBuf> = if command.contains('/') {
+        vec![PathBuf::from(command)]
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join(command))
+            .collect()
+    };
+    for candidate in &candidates {
+        let Ok(meta) = std::fs::metadata(candidate) else {
+            continue;
+        };
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            return candidate
+                .canonicalize()
+                .map_err(|e| format!("{command}: {e}"));
+        }
+        return Err(format!("{command} is not an executable file"));
+    }
+    Err(format!("{command}: no such program"))
 }
 
 /// clap's message as one line: what is wrong and what is accepted (the

@@ -5,10 +5,12 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use ringcast::http::encoding::Encoding;
+use ringcast::http::error::Status;
 use ringcast::http::plan::{
-    plan_error, plan_file, plan_preflight, route, Body, Clock, Context, Route,
+    plan_error, plan_file, plan_preflight, plan_written, route, Body, Clock, Context, Route,
 };
 use ringcast::http::policy::{CacheRule, Cors, Policy};
+use ringcast::http::upload::{plan_write, Ingest, Tokens, Write};
 use ringcast::http::validators::FileMeta;
 
 /// The value of the head's Content-Length field.
@@ -33,10 +35,12 @@ fn policy(bits: u8) -> Policy {
     } else {
         Vec::new()
     };
+    let ingest = (bits & 16 != 0).then(|| Ingest::new(&["/live/".into()], 1 << 20).unwrap());
     Policy {
         cors,
         cache_rules,
         index: bits & 8 != 0,
+        ingest,
     }
 }
 
@@ -99,6 +103,20 @@ fuzz_target!(|input: (u64, u64, i64, u32, u8, &[u8])| {
         }
         Ok(Route::Preflight) => {
             plan_preflight(&request, &ctx, &mut head);
+        }
+        Ok(Route::Write(path)) => {
+            let ingest = policy.ingest.as_ref().expect("writes route only under --ingest");
+            assert!(ingest.covers(&path));
+            let tokens = Tokens::parse("fuzz-token").unwrap();
+            match plan_write(&request, path, ingest, &tokens) {
+                Ok(Write::Put { path, .. } | Write::Delete { path }) => assert!(ingest.covers(&path)),
+                Err(e) => {
+                    plan_error(e, Some(&request), &ctx, &mut head);
+                }
+            }
+            if head.is_empty() {
+                plan_written(&request, Status::Created, &ctx, &mut head);
+            }
         }
         Err(e) => {
             plan_error(e, Some(&request), &ctx, &mut head);

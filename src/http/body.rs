@@ -1,5 +1,6 @@
-//! Skipping a request's own content (RFC 9112 §6, §7.1) so that the next
-//! pipelined request can be parsed. We never need the bytes of a GET body.
+//! A request's own content (RFC 9112 §6, §7.1): decoded for an upload, or
+//! skipped so that the next pipelined request can be parsed (we never need
+//! the bytes of a GET body).
 
 use super::request::BodyFraming;
 
@@ -15,9 +16,10 @@ pub enum ChunkError {
     MissingCrlf,
 }
 
-/// Consumes request content from a stream of buffers.
+/// Consumes request content from a stream of buffers, yielding its data
+/// bytes without the chunked framing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BodySkipper {
+pub struct BodyDecoder {
     state: State,
 }
 
@@ -43,7 +45,7 @@ enum State {
     Done,
 }
 
-impl BodySkipper {
+impl BodyDecoder {
     pub fn new(framing: BodyFraming) -> Self {
         let state = match framing {
             BodyFraming::None | BodyFraming::Length(0) => State::Done,
@@ -54,7 +56,7 @@ impl BodySkipper {
                 seen: 0,
             },
         };
-        BodySkipper { state }
+        BodyDecoder { state }
     }
 
     pub fn is_done(&self) -> bool {
@@ -63,15 +65,53 @@ impl BodySkipper {
 
     /// Drops as much of `buf` as belongs to the body; returns how many bytes.
     pub fn skip(&mut self, buf: &[u8]) -> Result<usize, ChunkError> {
+        self.each_data(buf, |_| {})
+    }
+
+    /// Consumes as much of `buf` as belongs to the body, appending its data
+    /// bytes (the content, unframed) to `out`; returns how many bytes of
+    /// `buf` it used.
+    pub fn decode(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<usize, ChunkError> {
+        self.each_data(buf, |data| out.extend_from_slice(data))
+    }
+
+    /// Data bytes still owed by a Content-Length body (0 for chunked ones,
+    /// whose length is not known ahead).
+    pub fn remaining_length(&self) -> u64 {
+        match self.state {
+            State::Remaining(n) => n,
+            _ => 0,
+        }
+    }
+
+    /// Consumes the Content-Length body's next `n` bytes without seeing
+    /// them: they went around user space (spliced to a file).
+    pub fn consume_length(&mut self, n: u64) {
+        if let State::Remaining(left) = self.state {
+            let left = left.saturating_sub(n);
+            self.state = if left == 0 {
+                State::Done
+            } else {
+                State::Remaining(left)
+            };
+        }
+    }
+
+    fn each_data(&mut self, buf: &[u8], mut data: impl FnMut(&[u8])) -> Result<usize, ChunkError> {
         let mut used = 0;
         while used < buf.len() && !self.is_done() {
-            used += self.step(&buf[used..])?;
+            let (n, is_data) = self.step(&buf[used..])?;
+            if is_data {
+                data(&buf[used..used + n]);
+            }
+            used += n;
         }
         Ok(used)
     }
 
-    /// Advances over a prefix of `buf` (non-empty); returns its length.
-    fn step(&mut self, buf: &[u8]) -> Result<usize, ChunkError> {
+    /// Advances over a prefix of `buf` (non-empty); returns its length and
+    /// whether it is content.
+    fn step(&mut self, buf: &[u8]) -> Result<(usize, bool), ChunkError> {
         let b = buf[0];
         match self.state {
             State::Remaining(n) | State::ChunkData(n) => {
@@ -83,7 +123,7 @@ impl BodySkipper {
                     (_, 0) => State::ChunkCr,
                     _ => State::ChunkData(left),
                 };
-                return Ok(take as usize);
+                return Ok((take as usize, true));
             }
             State::ChunkLine { size, in_ext, seen } => {
                 if seen >= MAX_CHUNK_LINE {
@@ -164,9 +204,9 @@ impl BodySkipper {
                     },
                 };
             }
-            State::Done => return Ok(0),
+            State::Done => return Ok((0, false)),
         }
-        Ok(1)
+        Ok((1, false))
     }
 }
 
@@ -176,7 +216,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn skip_all(framing: BodyFraming, input: &[u8]) -> Result<(usize, bool), ChunkError> {
-        let mut skipper = BodySkipper::new(framing);
+        let mut skipper = BodyDecoder::new(framing);
         let used = skipper.skip(input)?;
         Ok((used, skipper.is_done()))
     }
@@ -205,7 +245,7 @@ mod tests {
     #[test]
     fn chunked_bodies_may_arrive_byte_by_byte() {
         let body = b"3\r\nabc\r\n0\r\n\r\n";
-        let mut skipper = BodySkipper::new(BodyFraming::Chunked);
+        let mut skipper = BodyDecoder::new(BodyFraming::Chunked);
         for (i, b) in body.iter().enumerate() {
             assert!(!skipper.is_done(), "done early at {i}");
             assert_eq!(skipper.skip(std::slice::from_ref(b)), Ok(1));
@@ -231,13 +271,64 @@ mod tests {
         assert!(skip_all(BodyFraming::Chunked, long_ext.as_bytes()).is_err());
     }
 
+    #[test]
+    fn decoding_yields_the_content_without_framing() {
+        let body = b"5\r\nhello\r\n1;ext=\"x\"\r\n!\r\n0\r\nTrailer: v\r\n\r\nGET";
+        let mut decoder = BodyDecoder::new(BodyFraming::Chunked);
+        let mut out = Vec::new();
+        assert_eq!(decoder.decode(body, &mut out), Ok(body.len() - 3));
+        assert_eq!(out, b"hello!");
+        assert!(decoder.is_done());
+
+        let mut decoder = BodyDecoder::new(BodyFraming::Length(4));
+        let mut out = Vec::new();
+        assert_eq!(decoder.decode(b"ab", &mut out), Ok(2));
+        assert_eq!(decoder.remaining_length(), 2);
+        decoder.consume_length(2);
+        assert!(decoder.is_done());
+        assert_eq!(out, b"ab");
+    }
+
+    /// `data` framed as chunks of the given sizes (cycled), with a last chunk.
+    fn chunked(data: &[u8], sizes: &[usize]) -> Vec<u8> {
+        let mut framed = Vec::new();
+        let mut rest = data;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let n = sizes[i % sizes.len()].clamp(1, rest.len());
+            framed.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+            framed.extend_from_slice(&rest[..n]);
+            framed.extend_from_slice(b"\r\n");
+            rest = &rest[n..];
+            i += 1;
+        }
+        framed.extend_from_slice(b"0\r\n\r\n");
+        framed
+    }
+
     proptest! {
         #[test]
         fn never_panics_and_never_overconsumes(input in prop::collection::vec(any::<u8>(), 0..256)) {
-            let mut skipper = BodySkipper::new(BodyFraming::Chunked);
+            let mut skipper = BodyDecoder::new(BodyFraming::Chunked);
             if let Ok(used) = skipper.skip(&input) {
                 prop_assert!(used <= input.len());
             }
+        }
+
+        #[test]
+        fn decoding_any_split_gives_back_the_data(
+            data in prop::collection::vec(any::<u8>(), 0..2048),
+            sizes in prop::collection::vec(1usize..300, 1..8),
+            cut in 1usize..64,
+        ) {
+            let framed = chunked(&data, &sizes);
+            let mut decoder = BodyDecoder::new(BodyFraming::Chunked);
+            let mut out = Vec::new();
+            for piece in framed.chunks(cut) {
+                prop_assert_eq!(decoder.decode(piece, &mut out), Ok(piece.len()));
+            }
+            prop_assert!(decoder.is_done());
+            prop_assert_eq!(out, data);
         }
     }
 }

@@ -5,7 +5,9 @@
 //! the I/O layer opens the file (or a precompressed sidecar, [`encoding`]) ->
 //! [`plan::plan_file`] ([`validators`], [`range`], [`mime`], [`policy`]: CORS
 //! and Cache-Control) -> a head plus a [`plan::Body`] for the I/O layer to send.
-//! Directories under `--index` get [`index`] pages.
+//! Directories under `--index` get [`index`] pages. PUT and DELETE beneath
+//! `--ingest` prefixes are routed to [`upload`], which decides whether and
+//! how the I/O layer writes; their chunked bodies are decoded by [`body`].
 
 pub mod body;
 pub mod encoding;
@@ -17,4 +19,5 @@ pub mod plan;
 pub mod policy;
 pub mod range;
 pub mod request;
+pub mod upload;
 pub mod validators;

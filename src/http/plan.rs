@@ -1,8 +1,8 @@
 //! Every HTTP decision for one request, as plain data.
 //!
 //! The I/O layer calls [`route`] to learn what the request is for, then
-//! [`plan_file`], [`plan_index`], [`plan_preflight`] or [`plan_error`] with
-//! what it found. The plan's head is written into the caller's buffer;
+//! [`plan_file`], [`plan_index`], [`plan_preflight`], [`plan_written`] or
+//! [`plan_error`] with what it found. The plan's head is written into the caller's buffer;
 //! [`Plan::body`] says what follows it.
 
 use super::encoding::{self, Encoding};
@@ -13,6 +13,7 @@ use super::path::{self, CleanPath};
 use super::policy::Policy;
 use super::range::{self, ByteRange, Selection};
 use super::request::{Method, Request, Version};
+use super::upload::WriteError;
 use super::validators::{self, FileMeta, Precondition, Validators};
 
 /// The time as a core sees it: epoch seconds and the matching IMF-fixdate,
@@ -66,20 +67,60 @@ pub enum Route {
     File(CleanPath),
     /// A CORS preflight (`OPTIONS` with `--cors`).
     Preflight,
+    /// A PUT or DELETE beneath an `--ingest` prefix, for
+    /// [`super::upload::plan_write`] to admit or refuse.
+    Write(CleanPath),
 }
 
 /// Decides what a request asks for: the method (405/501 come before any
-/// lookup, RFC 9110 §15.5.6) and the path.
+/// lookup, RFC 9110 §15.5.6) and the path. A write is routed only beneath
+/// an `--ingest` prefix, after its path is cleaned exactly as a GET's.
 pub fn route(request: &Request<'_>, policy: &Policy) -> Result<Route, RequestError> {
     match request.method {
         Method::Get | Method::Head => {}
         Method::Options if policy.cors.is_some() => return Ok(Route::Preflight),
-        Method::Options | Method::NotAllowed => return Err(RequestError::MethodNotAllowed),
+        Method::Put | Method::Delete | Method::NotAllowed if policy.ingest.is_some() => {
+            return route_write(request, policy)
+        }
+        Method::Options | Method::NotAllowed | Method::Put | Method::Delete => {
+            return Err(RequestError::MethodNotAllowed)
+        }
         Method::Unknown => return Err(RequestError::MethodUnknown),
     }
     path::clean(request.target)
         .map(Route::File)
         .map_err(RequestError::Path)
+}
+
+fn route_write(request: &Request<'_>, policy: &Policy) -> Result<Route, RequestError> {
+    let path = path::clean(request.target).map_err(RequestError::Path)?;
+    let inside = policy.ingest.as_ref().is_some_and(|i| i.covers(&path));
+    match (inside, request.method) {
+        (true, Method::Put | Method::Delete) => Ok(Route::Write(path)),
+        (true, _) => Err(RequestError::Write(WriteError::NotAllowedHere)),
+        (false, _) => Err(RequestError::MethodNotAllowed),
+    }
+}
+
+/// The interim response that invites an admitted upload's body
+/// (RFC 9110 §10.1.1, §15.2.1).
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Plans the answer to a completed write: 201 for a new file (RFC 9110
+/// §9.3.4, with `Content-Length: 0`), 204 for a replaced or deleted one.
+pub fn plan_written(
+    request: &Request<'_>,
+    status: Status,
+    ctx: &Context<'_>,
+    head: &mut Vec<u8>,
+) -> Plan {
+    let mut out = HeadWriter::new(head, request, ctx);
+    out.start(status);
+    if status != Status::NoContent {
+        out.content_length(0);
+    }
+    out.end();
+    out.finish(status, Body::None)
 }
 
 /// Sidecar encodings worth trying for this request, best first.
@@ -247,14 +288,23 @@ pub fn plan_error(
     head: &mut Vec<u8>,
 ) -> Plan {
     let status = status_of(error);
-    let mut extra: &[(&str, &[u8])] = &[];
-    if status == Status::MethodNotAllowed {
+    let extra: &[(&str, &[u8])] = match (error, &ctx.policy.cors) {
+        (RequestError::Write(WriteError::NotAllowedHere), Some(_)) => {
+            &[("Allow", b"GET, HEAD, OPTIONS, PUT, DELETE")]
+        }
+        (RequestError::Write(WriteError::NotAllowedHere), None) => {
+            &[("Allow", b"GET, HEAD, PUT, DELETE")]
+        }
         // The same methods a preflight names: OPTIONS is answered under --cors.
-        extra = match ctx.policy.cors {
-            Some(_) => &[("Allow", b"GET, HEAD, OPTIONS")],
-            None => &[("Allow", b"GET, HEAD")],
-        };
-    }
+        (RequestError::MethodNotAllowed, Some(_)) => &[("Allow", b"GET, HEAD, OPTIONS")],
+        (RequestError::MethodNotAllowed, None) => &[("Allow", b"GET, HEAD")],
+        (RequestError::Write(WriteError::Unauthorized), _) => {
+            &[("WWW-Authenticate", b"Bearer realm=\"ringcast\"")]
+        }
+        // Jobs take seconds to minutes; a retry sooner would find it full.
+        (RequestError::Write(WriteError::QueueFull), _) => &[("Retry-After", b"10")],
+        _ => &[],
+    };
     let unparsed = Request::unparsed();
     let mut out = HeadWriter::new(head, request.unwrap_or(&unparsed), ctx);
     out.keep_alive &= keeps_connection(error);
@@ -479,9 +529,83 @@ mod tests {
         let plan = match route(&request, policy) {
             Ok(Route::File(path)) => plan_file(&request, &path, &FILE, None, &ctx, &mut head),
             Ok(Route::Preflight) => plan_preflight(&request, &ctx, &mut head),
+            Ok(Route::Write(_)) => plan_written(&request, Status::Created, &ctx, &mut head),
             Err(e) => plan_error(e, Some(&request), &ctx, &mut head),
         };
         (plan, String::from_utf8(head).unwrap())
+    }
+
+    fn ingest_policy() -> Policy {
+        Policy {
+            ingest: Some(crate::http::upload::Ingest::new(&["/live/".into()], 100).unwrap()),
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn writes_route_only_beneath_an_ingest_prefix() {
+        let policy = ingest_policy();
+        let route_of = |raw: &str| {
+            let (request, _) = parse(raw.as_bytes()).unwrap().unwrap();
+            route(&request, &policy).map_err(|e| status_of(e).code())
+        };
+        assert_eq!(
+            route_of("PUT /live/a.ts HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Ok(Route::Write(path::clean(b"/live/a.ts").unwrap()))
+        );
+        assert_eq!(
+            route_of("DELETE /live/x/../a.ts HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Ok(Route::Write(path::clean(b"/live/a.ts").unwrap()))
+        );
+        assert_eq!(route_of("PUT /vod/a.ts HTTP/1.1\r\nHost: x\r\n\r\n"), Err(405));
+        assert_eq!(route_of("PUT /live/ HTTP/1.1\r\nHost: x\r\n\r\n"), Err(405));
+        assert_eq!(route_of("PUT /live/../a HTTP/1.1\r\nHost: x\r\n\r\n"), Err(405));
+        assert_eq!(route_of("PUT /../a HTTP/1.1\r\nHost: x\r\n\r\n"), Err(400));
+        assert_eq!(route_of("PUT /live/%2e%2e/%2e%2e/a HTTP/1.1\r\nHost: x\r\n\r\n"), Err(400));
+        assert_eq!(route_of("PUT /live/.a.ts HTTP/1.1\r\nHost: x\r\n\r\n"), Err(404));
+        assert_eq!(route_of("PUT /live/a%00 HTTP/1.1\r\nHost: x\r\n\r\n"), Err(400));
+        // Without --ingest nothing is writable.
+        let (request, _) = parse(b"PUT /live/a.ts HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
+        assert_eq!(
+            route(&request, &Policy::default()),
+            Err(RequestError::MethodNotAllowed)
+        );
+    }
+
+    #[test]
+    fn rfc9110_15_5_6_a_405_says_what_is_allowed_there() {
+        let policy = ingest_policy();
+        let (_, head) = run_with("PUT /vod/a.ts HTTP/1.1\r\nHost: x\r\n\r\n", &policy);
+        assert!(head.contains("Allow: GET, HEAD\r\n"), "{head}");
+        let (_, head) = run_with("POST /live/a.ts HTTP/1.1\r\nHost: x\r\n\r\n", &policy);
+        assert!(head.contains("Allow: GET, HEAD, PUT, DELETE\r\n"), "{head}");
+    }
+
+    #[test]
+    fn refusals_carry_their_fields_and_written_answers_are_empty() {
+        let policy = Policy::default();
+        let ctx = ctx(&policy);
+        let (request, _) = parse(b"PUT /live/a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
+        let mut head = Vec::new();
+        let error = RequestError::Write(WriteError::Unauthorized);
+        assert_eq!(plan_error(error, Some(&request), &ctx, &mut head).status.code(), 401);
+        let text = String::from_utf8(head).unwrap();
+        assert!(text.contains("WWW-Authenticate: Bearer"), "{text}");
+        assert!(text.contains("Connection: close\r\n"), "{text}");
+        let mut head = Vec::new();
+        let error = RequestError::Write(WriteError::QueueFull);
+        plan_error(error, Some(&request), &ctx, &mut head);
+        assert!(String::from_utf8(head).unwrap().contains("Retry-After: "));
+
+        let mut head = Vec::new();
+        let plan = plan_written(&request, Status::Created, &ctx, &mut head);
+        let text = String::from_utf8(head).unwrap();
+        assert!(text.starts_with("HTTP/1.1 201 Created\r\n") && text.contains("Content-Length: 0\r\n"));
+        assert!(plan.keep_alive);
+        let mut head = Vec::new();
+        plan_written(&request, Status::NoContent, &ctx, &mut head);
+        let text = String::from_utf8(head).unwrap();
+        assert!(text.starts_with("HTTP/1.1 204 No Content\r\n") && !text.contains("Content-Length"));
     }
 
     fn get(extra: &str) -> (Plan, String) {

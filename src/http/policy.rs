@@ -3,6 +3,7 @@
 //! the flags; the planner only reads it.
 
 use super::path::CleanPath;
+use super::upload::Ingest;
 
 /// What the planner needs from the configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub struct Policy {
     pub cache_rules: Vec<CacheRule>,
     /// `--index`: directories get a player page instead of 403.
     pub index: bool,
+    /// `--ingest`: where PUT and DELETE may write.
+    pub ingest: Option<Ingest>,
 }
 
 /// Origins allowed by `--cors`.

@@ -20,18 +20,30 @@ pub const MAX_HEADERS: usize = 100;
 /// Fields the first parse attempt has room for (browsers send about 10-15).
 const COMMON_HEADERS: usize = 24;
 
-/// Request methods. GET and HEAD are served; the other registered methods get
-/// 405, anything else 501 (RFC 9110 §9.1, §15.5.6, §15.6.2).
+/// Request methods. GET and HEAD are served; PUT and DELETE beneath an
+/// `--ingest` prefix; the other registered methods get 405, anything else
+/// 501 (RFC 9110 §9.1, §15.5.6, §15.6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Get,
     Head,
+    /// Writes a file beneath an ingest prefix (RFC 9110 §9.3.4).
+    Put,
+    /// Removes a file beneath an ingest prefix (RFC 9110 §9.3.5).
+    Delete,
     /// Answered only as a CORS preflight when `--cors` is on; 405 otherwise.
     Options,
     /// A method RFC 9110 or RFC 5789 defines that we do not allow on files.
     NotAllowed,
     /// A syntactically valid method token nobody here knows.
     Unknown,
+}
+
+impl Method {
+    /// PUT and DELETE: the methods that change the tree.
+    pub fn writes(self) -> bool {
+        matches!(self, Method::Put | Method::Delete)
+    }
 }
 
 /// The protocol version, after RFC 9110 §2.5: a higher 1.x minor is handled as 1.1.
@@ -105,9 +117,15 @@ pub struct Request<'a> {
     /// Whether the client allows the connection to stay open (RFC 9112 §9.3).
     pub keep_alive: bool,
     pub body: BodyFraming,
-    /// `Expect: 100-continue` with a body: we never send 100, so we close after
-    /// answering rather than wait for a body the client may hold back.
+    /// `Content-Length: 0` was sent (framing `None` either way): a PUT of
+    /// an empty file says so.
+    pub declares_empty_body: bool,
+    /// `Expect: 100-continue` with a body. An upload we accept gets
+    /// `100 Continue` first; any other request is answered and closed rather
+    /// than waiting for a body the client may hold back.
     pub expects_continue: bool,
+    /// `Authorization`, for the ingest tokens.
+    pub authorization: Single<'a>,
     /// The request line without its line ending, for the access log.
     pub line: &'a [u8],
     /// `Referer` and `User-Agent`, for the access log.
@@ -132,7 +150,9 @@ impl Request<'static> {
             conditionals: Conditionals::default(),
             keep_alive: false,
             body: BodyFraming::None,
+            declares_empty_body: false,
             expects_continue: false,
+            authorization: Single::Absent,
             line: b"",
             referer: None,
             user_agent: None,
@@ -289,7 +309,9 @@ fn classify_method(token: &[u8]) -> Method {
         b"GET" => Method::Get,
         b"HEAD" => Method::Head,
         b"OPTIONS" => Method::Options,
-        b"POST" | b"PUT" | b"DELETE" | b"CONNECT" | b"TRACE" | b"PATCH" => Method::NotAllowed,
+        b"PUT" => Method::Put,
+        b"DELETE" => Method::Delete,
+        b"POST" | b"CONNECT" | b"TRACE" | b"PATCH" => Method::NotAllowed,
         _ => Method::Unknown,
     }
 }
@@ -328,6 +350,7 @@ fn interpret_fields<'a>(
     let mut origin = None;
     let mut cors_request_method = None;
     let mut accept_encoding = None;
+    let mut authorization = Single::Absent;
 
     for field in fields {
         let value = trim_ows(field.value);
@@ -367,6 +390,8 @@ fn interpret_fields<'a>(
             cors_request_method = Some(value);
         } else if name.eq_ignore_ascii_case("accept-encoding") {
             accept_encoding = Some(value);
+        } else if name.eq_ignore_ascii_case("authorization") {
+            authorization.add(value);
         }
     }
 
@@ -389,7 +414,9 @@ fn interpret_fields<'a>(
         conditionals,
         keep_alive,
         body,
+        declares_empty_body: content_length == Some(0),
         expects_continue: expects_continue && body != BodyFraming::None,
+        authorization,
         line: line.text,
         referer,
         user_agent,
@@ -558,7 +585,9 @@ mod tests {
         let head = |m: &str| format!("{m} / HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(ok(head("HEAD").as_bytes()).0.method, Method::Head);
         assert_eq!(ok(head("OPTIONS").as_bytes()).0.method, Method::Options);
-        for m in ["POST", "PUT", "DELETE", "TRACE", "PATCH", "CONNECT"] {
+        assert_eq!(ok(head("PUT").as_bytes()).0.method, Method::Put);
+        assert_eq!(ok(head("DELETE").as_bytes()).0.method, Method::Delete);
+        for m in ["POST", "TRACE", "PATCH", "CONNECT"] {
             assert_eq!(ok(head(m).as_bytes()).0.method, Method::NotAllowed, "{m}");
         }
         assert_eq!(ok(head("FOO").as_bytes()).0.method, Method::Unknown);

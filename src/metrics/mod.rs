@@ -91,10 +91,12 @@ pub enum ErrorKind {
     Accept,
     /// A connection task panicked.
     Panic,
+    /// A PUT or DELETE refused or cut off (401, 405, 408, 411, 413, 507, ...).
+    Upload,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 8] = [
+    pub const ALL: [ErrorKind; 9] = [
         ErrorKind::BadRequest,
         ErrorKind::HeaderTimeout,
         ErrorKind::SendTimeout,
@@ -103,6 +105,7 @@ impl ErrorKind {
         ErrorKind::Truncated,
         ErrorKind::Accept,
         ErrorKind::Panic,
+        ErrorKind::Upload,
     ];
 
     pub fn label(self) -> &'static str {
@@ -115,6 +118,7 @@ impl ErrorKind {
             ErrorKind::Truncated => "truncated",
             ErrorKind::Accept => "accept",
             ErrorKind::Panic => "panic",
+            ErrorKind::Upload => "upload_refused",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! channel; each core answers with a copy of its metrics between two of its
 //! own tasks, so a scrape costs a core only that copy.
 
+use super::jobs::Jobs;
 use super::lifecycle::Signals;
 use crate::config::Observe;
 use crate::http::request::{self, Method};
@@ -23,6 +24,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use std::io::Write;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How often the admin loop looks for due work (stats lines, log intervals, SIGUSR1).
@@ -87,10 +89,11 @@ pub fn spawn(
     listener: Option<std::net::TcpListener>,
     signals: Signals,
     final_metrics: std::sync::mpsc::Receiver<Snapshot>,
+    jobs: Option<Arc<Jobs>>,
 ) -> std::io::Result<glommio::ExecutorJoinHandle<()>> {
     LocalExecutorBuilder::new(Placement::Unbound)
         .name("ringcast-admin")
-        .spawn(move || run(observe, links, listener, signals, final_metrics))
+        .spawn(move || run(observe, links, listener, signals, final_metrics, jobs))
         .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
@@ -98,6 +101,8 @@ pub fn spawn(
 struct Collector {
     cores: Vec<(ConnectedSender<()>, ConnectedReceiver<Snapshot>)>,
     one_at_a_time: Semaphore,
+    /// The `--on-publish` queue, shown beside the cores' metrics.
+    jobs: Option<Arc<Jobs>>,
 }
 
 impl Collector {
@@ -139,6 +144,7 @@ async fn run(
     listener: Option<std::net::TcpListener>,
     signals: Signals,
     final_metrics: std::sync::mpsc::Receiver<Snapshot>,
+    jobs: Option<Arc<Jobs>>,
 ) {
     let mut cores = Vec::with_capacity(links.len());
     for link in links {
@@ -147,6 +153,7 @@ async fn run(
     let collector = Rc::new(Collector {
         cores,
         one_at_a_time: Semaphore::new(1),
+        jobs,
     });
     if let Some(listener) = listener {
         // SAFETY: a bound, listening socket whose ownership moves here.
@@ -329,19 +336,19 @@ async fn answer_admin(mut stream: TcpStream, collector: Rc<Collector>) {
         match target.as_deref().map(|t| t.split('?').next().unwrap_or(t)) {
             Some("/metrics") => {
                 let (cores, merged) = collector.collect().await;
-                (
-                    "200 OK",
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    prometheus::render(&cores, &merged),
-                )
+                let mut text = prometheus::render(&cores, &merged);
+                if let Some(jobs) = &collector.jobs {
+                    text.push_str(&jobs_prometheus(jobs));
+                }
+                ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text)
             }
             Some("/stats") => {
                 let (cores, merged) = collector.collect().await;
-                (
-                    "200 OK",
-                    "application/json",
-                    metrics::stats_json(&cores, &merged),
-                )
+                let mut json = metrics::stats_json(&cores, &merged);
+                if let Some(jobs) = &collector.jobs {
+                    add_jobs_json(&mut json, jobs);
+                }
+                ("200 OK", "application/json", json)
             }
             Some(_) => (
                 "404 Not Found",
@@ -358,4 +365,70 @@ async fn answer_admin(mut stream: TcpStream, collector: Rc<Collector>) {
     response.extend_from_slice(body.as_bytes());
     let _ = stream.write_all(&response).await;
     let _ = stream.close().await;
+}
+
+/// The job queue's gauges and counters, in the Prometheus text format.
+fn jobs_prometheus(jobs: &Jobs) -> String {
+    let counts = jobs.counts();
+    format!(
+        "# HELP ringcast_jobs_queued --on-publish jobs waiting for a runner.\n\
+         # TYPE ringcast_jobs_queued gauge\n\
+         ringcast_jobs_queued {}\n\
+         # HELP ringcast_jobs_running --on-publish jobs running.\n\
+         # TYPE ringcast_jobs_running gauge\n\
+         ringcast_jobs_running {}\n\
+         # HELP ringcast_jobs_succeeded_total Jobs that exited 0.\n\
+         # TYPE ringcast_jobs_succeeded_total counter\n\
+         ringcast_jobs_succeeded_total {}\n\
+         # HELP ringcast_jobs_failed_total Jobs that failed, could not start or were killed.\n\
+         # TYPE ringcast_jobs_failed_total counter\n\
+         ringcast_jobs_failed_total {}\n",
+        counts.queued, counts.running, counts.succeeded, counts.failed
+    )
+}
+
+/// Adds `"jobs": {counts, recent: [...]}` to the `/stats` object.
+fn add_jobs_json(json: &mut String, jobs: &Jobs) {
+    let Some(end) = json.rfind('}') else {
+        return;
+    };
+    let counts = jobs.counts();
+    let recent: Vec<String> = jobs
+        .recent()
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"id\":{},\"file\":{},\"state\":\"{}\",\"exit\":{},\"seconds\":{:.3}}}",
+                r.id,
+                json_string(&r.file),
+                r.state,
+                r.exit.map_or("null".to_string(), |e| e.to_string()),
+                r.seconds
+            )
+        })
+        .collect();
+    let field = format!(
+        ",\"jobs\":{{\"queued\":{},\"running\":{},\"succeeded\":{},\"failed\":{},\"recent\":[{}]}}",
+        counts.queued,
+        counts.running,
+        counts.succeeded,
+        counts.failed,
+        recent.join(",")
+    );
+    json.insert_str(end, &field);
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

@@ -10,19 +10,21 @@
 //! socket to take bytes (set on the stream at accept).
 
 use super::fs::{read_entries, OpenFile};
+use super::ingest;
 use super::send::{SendError, Transfer};
 use super::transport::Transport;
 use super::Core;
-use crate::http::body::BodySkipper;
+use crate::http::body::BodyDecoder;
 use crate::http::encoding::Encoding;
 use crate::http::error::{FileError, RequestError, Status};
 use crate::http::index::Entry;
 use crate::http::path::CleanPath;
 use crate::http::plan::{
-    plan_error, plan_file, plan_index, plan_preflight, route, sidecar_candidates, Body, Context,
-    Route,
+    plan_error, plan_file, plan_index, plan_preflight, plan_written, route, sidecar_candidates,
+    Body, Context, Route, CONTINUE,
 };
-use crate::http::request::{self, BodyFraming, Request, MAX_HEAD};
+use crate::http::request::{self, BodyFraming, Method, Request, MAX_HEAD};
+use crate::http::upload::{plan_write, Write, WriteError};
 use crate::metrics::{ErrorKind, RequestTimes};
 use event_listener::EventListener;
 use futures_lite::future;
@@ -86,6 +88,17 @@ impl Connection {
                 head_deadline = None;
             }
             let next = match request::parse(self.read.data()) {
+                Ok(Some((request, used))) if request.method.writes() => {
+                    // The body follows the head in the read buffer: keep a
+                    // copy of the head (small, and uploads are rare) so the
+                    // buffer can be read into while the request is in use.
+                    let head_bytes = self.read.data()[..used].to_vec();
+                    self.read.consume(used);
+                    self.served += 1;
+                    let next = self.write(core, stream, &head_bytes).await?;
+                    head_deadline = None;
+                    next
+                }
                 Ok(Some((mut request, used))) => {
                     let parsed_at = Instant::now();
                     self.served += 1;
@@ -208,7 +221,7 @@ impl Connection {
         framing: BodyFraming,
         timeout: Duration,
     ) -> io::Result<()> {
-        let mut skipper = BodySkipper::new(framing);
+        let mut skipper = BodyDecoder::new(framing);
         loop {
             let used = skipper
                 .skip(self.read.data())
@@ -220,6 +233,278 @@ impl Connection {
             stream.set_read_timeout(Some(timeout))?;
             if self.read.fill(stream).await? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// Answers a PUT or DELETE, whose head is `head_bytes` and whose body
+    /// (if any) comes next in the read buffer and the socket.
+    async fn write(
+        &mut self,
+        core: &Core,
+        stream: &mut Transport,
+        head_bytes: &[u8],
+    ) -> io::Result<Next> {
+        let Ok(Some((mut request, _))) = request::parse(head_bytes) else {
+            return Ok(Next::Close); // parsed once already: cannot happen
+        };
+        let limits = core.config.limits;
+        let last =
+            limits.max_requests_per_conn != 0 && self.served >= limits.max_requests_per_conn;
+        if last || core.drain.started() {
+            request.keep_alive = false;
+        }
+        let started = Instant::now();
+        let outcome = self.carry_out(core, stream, &mut request).await;
+        if matches!(outcome, Written::Refused { body_left: true, .. }) {
+            // The body will not be read: the connection cannot go on.
+            request.keep_alive = false;
+        }
+        let exchange = Exchange {
+            request: Some(&request),
+            started,
+            peer: self.peer,
+        };
+        let reading = core.clock.now(Instant::now());
+        let ctx = Context {
+            clock: super::clock::clock(&reading),
+            policy: &core.config.policy,
+        };
+        self.head.clear();
+        let (plan, body_left) = match outcome {
+            Written::Done(status) => (plan_written(&request, status, &ctx, &mut self.head), false),
+            Written::Refused { error, body_left } => {
+                core.metrics.error(ErrorKind::Upload);
+                (
+                    plan_error(error, Some(&request), &ctx, &mut self.head),
+                    body_left,
+                )
+            }
+            Written::ClientGone => {
+                core.metrics.error(ErrorKind::ClientGone);
+                return Ok(Next::Close);
+            }
+        };
+        deliver(
+            core,
+            stream,
+            &exchange,
+            &mut self.head,
+            &Body::None,
+            plan.status,
+            None,
+        )
+        .await?;
+        if body_left {
+            self.discard_unread(stream).await;
+            return Ok(Next::Close);
+        }
+        Ok(if plan.keep_alive {
+            // A DELETE's body (rare, and meaningless) is skipped; a PUT's
+            // was read whole.
+            Next::KeepAlive(match request.method {
+                Method::Delete => request.body,
+                _ => BodyFraming::None,
+            })
+        } else {
+            Next::Close
+        })
+    }
+
+    /// Admits the write, then carries it out.
+    async fn carry_out(
+        &mut self,
+        core: &Core,
+        stream: &mut Transport,
+        request: &mut Request<'_>,
+    ) -> Written {
+        let refused = |error| Written::Refused {
+            error,
+            body_left: request.body != BodyFraming::None,
+        };
+        let (Some(ingest), Some(policy)) = (&core.ingest, &core.config.policy.ingest) else {
+            return refused(RequestError::MethodNotAllowed);
+        };
+        let path = match route(request, &core.config.policy) {
+            Ok(Route::Write(path)) => path,
+            Ok(_) => return refused(RequestError::MethodNotAllowed),
+            Err(error) => return refused(error),
+        };
+        let write = match plan_write(request, path, policy, &ingest.tokens()) {
+            Ok(write) => write,
+            Err(error) => return refused(error),
+        };
+        let (path, framing) = match write {
+            Write::Delete { path } => {
+                return match ingest::delete(&core.root, &path).await {
+                    Ok(status) => Written::Done(status),
+                    Err(error) => Written::Refused {
+                        error,
+                        body_left: false,
+                    },
+                }
+            }
+            Write::Put { path, framing } => (path, framing),
+        };
+        let ticket = match ingest.reserve_job(&path) {
+            Ok(ticket) => ticket,
+            Err(error) => return refused(error),
+        };
+        let expected = match framing {
+            BodyFraming::Length(n) => n,
+            _ => 0,
+        };
+        let mut upload = match ingest::begin(&core.root, ingest, &path, expected).await {
+            Ok(upload) => upload,
+            Err(error) => return refused(error),
+        };
+        upload.ticket = ticket;
+        if request.expects_continue {
+            if stream.write_all(CONTINUE).await.is_err() {
+                return Written::ClientGone;
+            }
+            // Answered: the final response may keep the connection.
+            request.expects_continue = false;
+        }
+        if let Err(gone_or_refused) = self
+            .receive_body(stream, &mut upload, framing, ingest, policy.max_upload)
+            .await
+        {
+            return gone_or_refused;
+        }
+        match upload.publish(&core.root, &path.relative).await {
+            Ok(status) => Written::Done(status),
+            Err(error) => Written::Refused {
+                error,
+                body_left: false,
+            },
+        }
+    }
+
+    /// Reads the whole body into `upload`: Content-Length bodies on plain
+    /// sockets are spliced, anything else is decoded here and written by
+    /// io_uring. Io_uring RECVs are off meanwhile (see `stop_ring_recv`).
+    async fn receive_body(
+        &mut self,
+        stream: &mut Transport,
+        upload: &mut ingest::Upload,
+        framing: BodyFraming,
+        ingest: &ingest::CoreIngest,
+        max_upload: u64,
+    ) -> Result<(), Written> {
+        let timeout = ingest.config.upload_timeout;
+        let mut decoder = BodyDecoder::new(framing);
+        let mut pending = Vec::new();
+        self.take_body(&mut decoder, &mut pending, upload, max_upload)?;
+        if decoder.is_done() {
+            return flush(upload, &mut pending, true).await;
+        }
+        // The rest is still in the socket: take it with large reads or
+        // splices rather than the ring's small RECVs.
+        let stopped = future::or(async { Some(stream.stop_ring_recv().await) }, async {
+            glommio::timer::sleep(timeout).await;
+            None
+        })
+        .await;
+        let result = match stopped {
+            Some(Ok(early)) => {
+                self.read.push(&early);
+                self.receive_rest(stream, upload, &mut decoder, &mut pending, timeout, max_upload)
+                    .await
+            }
+            Some(Err(_)) => Err(Written::ClientGone),
+            None => Err(stalled()),
+        };
+        stream.resume_ring_recv();
+        result
+    }
+
+    async fn receive_rest(
+        &mut self,
+        stream: &mut Transport,
+        upload: &mut ingest::Upload,
+        decoder: &mut BodyDecoder,
+        pending: &mut Vec<u8>,
+        timeout: Duration,
+        max_upload: u64,
+    ) -> Result<(), Written> {
+        loop {
+            self.take_body(decoder, pending, upload, max_upload)?;
+            if decoder.is_done() {
+                return flush(upload, pending, true).await;
+            }
+            flush(upload, pending, false).await?;
+            let left = decoder.remaining_length();
+            if let (true, Some(socket)) = (left >= SPLICE_AT_LEAST, stream.splice_socket()) {
+                flush(upload, pending, true).await?;
+                let spliced = upload
+                    .splice_from(socket, left, timeout, || stream.readable())
+                    .await;
+                return match spliced {
+                    Ok(()) => {
+                        decoder.consume_length(left);
+                        Ok(())
+                    }
+                    Err(ingest::SpliceError::Closed) => Err(Written::ClientGone),
+                    Err(ingest::SpliceError::Stalled) => Err(stalled()),
+                    Err(ingest::SpliceError::Write(error)) => Err(Written::Refused {
+                        error,
+                        body_left: true,
+                    }),
+                };
+            }
+            if stream.set_read_timeout(Some(timeout)).is_err() {
+                return Err(Written::ClientGone);
+            }
+            match self.read.fill_body(stream).await {
+                Ok(0) => return Err(Written::ClientGone),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(stalled()),
+                Err(_) => return Err(Written::ClientGone),
+            }
+        }
+    }
+
+    /// Decodes what the read buffer holds of the body into `pending`,
+    /// refusing a body that grows past `--max-upload`.
+    fn take_body(
+        &mut self,
+        decoder: &mut BodyDecoder,
+        pending: &mut Vec<u8>,
+        upload: &ingest::Upload,
+        max_upload: u64,
+    ) -> Result<(), Written> {
+        let used = decoder
+            .decode(self.read.data(), pending)
+            .map_err(|_| Written::Refused {
+                error: RequestError::Write(WriteError::BadBody),
+                body_left: true,
+            })?;
+        self.read.consume(used);
+        if upload.written + pending.len() as u64 > max_upload {
+            return Err(Written::Refused {
+                error: RequestError::Write(WriteError::TooLarge),
+                body_left: true,
+            });
+        }
+        Ok(())
+    }
+
+    /// After refusing a body, reads and drops what the client still sends
+    /// for a moment, so that closing does not reset the connection before
+    /// the client has read the refusal (RFC 9112 §9.6).
+    async fn discard_unread(&mut self, stream: &mut Transport) {
+        let until = Instant::now() + LINGER;
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            self.read.consume(self.read.data().len());
+            match self.read.fill(stream).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => dropped += n,
             }
         }
     }
@@ -256,6 +541,40 @@ impl ReadBuffer {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         }
+    }
+
+    /// Appends bytes received by other means (a RECV in flight when the
+    /// ring was stopped).
+    fn push(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        let needed = self.end + bytes.len();
+        if self.bytes.len() < needed {
+            self.bytes.resize(needed, 0);
+        }
+        self.bytes[self.end..needed].copy_from_slice(bytes);
+        self.end = needed;
+    }
+
+    /// Like [`ReadBuffer::fill`] with room for [`BODY_READ`] bytes: an
+    /// upload's body is read in large pieces ([`ReadBuffer::shrink`] gives
+    /// the room back afterwards).
+    async fn fill_body(&mut self, stream: &mut Transport) -> io::Result<usize> {
+        if self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        if self.bytes.len() < self.end + BODY_READ {
+            self.bytes.resize(self.end + BODY_READ, 0);
+        }
+        let n = stream.read(&mut self.bytes[self.end..]).await?;
+        self.end += n;
+        Ok(n)
     }
 
     /// Reads more bytes after the unconsumed ones; returns 0 at end of stream.
@@ -299,6 +618,48 @@ impl ReadBuffer {
     }
 }
 
+/// Content-Length bodies with at least this much left in the socket are
+/// spliced; shorter ones are read (a splice costs two io_uring round trips).
+const SPLICE_AT_LEAST: u64 = 64 * 1024;
+/// Decoded body bytes gathered before an io_uring write.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Read size while an upload's body is read.
+const BODY_READ: usize = 64 * 1024;
+/// How long, and how much, a refused body is drained before closing.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 << 20;
+
+/// How a PUT or DELETE ended.
+enum Written {
+    Done(Status),
+    /// Answered with an error; `body_left` if the body was not read whole.
+    Refused {
+        error: RequestError,
+        body_left: bool,
+    },
+    /// The client went away: nobody to answer.
+    ClientGone,
+}
+
+fn stalled() -> Written {
+    Written::Refused {
+        error: RequestError::Write(WriteError::Stalled),
+        body_left: true,
+    }
+}
+
+/// Writes `pending` out once it is a batch, or whatever it holds if `all`.
+async fn flush(upload: &mut ingest::Upload, pending: &mut Vec<u8>, all: bool) -> Result<(), Written> {
+    if pending.is_empty() || (!all && pending.len() < WRITE_BATCH) {
+        return Ok(());
+    }
+    let bytes = std::mem::take(pending);
+    upload.write(bytes).await.map_err(|error| Written::Refused {
+        error,
+        body_left: !all,
+    })
+}
+
 /// One request and what the access log and latencies need to know about it.
 struct Exchange<'r, 'b> {
     /// `None` when the head could not be parsed.
@@ -335,6 +696,11 @@ async fn respond(
             (plan, None)
         }
         Ok(Route::Preflight) => (plan_preflight(request, &ctx, head), None),
+        // `run` sends writes to `Connection::write`.
+        Ok(Route::Write(_)) => (
+            plan_error(RequestError::MethodNotAllowed, Some(request), &ctx, head),
+            None,
+        ),
         Ok(Route::File(path)) => match core.files.open(&core.root, &path, exchange.started) {
             Ok(file) => {
                 let (file, encoding) = choose_sidecar(core, request, &path, file);

@@ -59,6 +59,16 @@ impl Root {
         })
     }
 
+    /// A descriptor of the root directory, for work done off the core.
+    pub fn dir_clone(&self) -> std::io::Result<OwnedFd> {
+        self.dir.try_clone()
+    }
+
+    /// The root's canonical path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Opens `path` for reading if it is a regular file under the root.
     pub fn open_file(&self, path: &CleanPath) -> Result<OpenFile, FileError> {
         self.open_relative(&path.relative)

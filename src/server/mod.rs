@@ -8,6 +8,9 @@
 //! - [`transport`]: the socket under it: plain, user-space TLS or kernel TLS.
 //! - [`tls`]: certificates, SNI, tickets, the per-core rustls configuration, kTLS.
 //! - [`fs`]: opening files strictly beneath the root.
+//! - [`ingest`]: PUT and DELETE beneath `--ingest` prefixes: temporary file,
+//!   spliced body, atomic rename.
+//! - [`jobs`]: the `--on-publish` queue and the thread that runs its jobs.
 //! - [`file_cache`]: the per-core open-file cache, kept fresh by inotify.
 //! - [`send`]: the data path from file to socket.
 //! - [`mapped`]: short ranges of hot files sent from a mapping.
@@ -27,6 +30,8 @@ pub mod conn;
 pub mod direct;
 pub mod file_cache;
 pub mod fs;
+pub mod ingest;
+pub mod jobs;
 pub mod lifecycle;
 pub mod listener;
 pub mod mapped;
@@ -74,6 +79,8 @@ pub struct Core {
     pub tls: Option<tls::CoreTls>,
     /// Where connections and handshakes run.
     pub queues: Queues,
+    /// Uploads, with `--ingest`.
+    pub ingest: Option<ingest::CoreIngest>,
 }
 
 impl Core {
@@ -101,6 +108,8 @@ pub enum ServerError {
     Observe(std::io::Error),
     /// Certificates, keys or `--ktls require`.
     Tls(tls::TlsError),
+    /// `--ingest-tokens` unreadable or empty, or the job thread.
+    Ingest(String),
 }
 
 impl fmt::Display for ServerError {
@@ -127,6 +136,7 @@ impl fmt::Display for ServerError {
             ServerError::Signals(e) => write!(f, "cannot set up signal handling: {e}"),
             ServerError::Observe(e) => write!(f, "cannot start the admin thread: {e}"),
             ServerError::Tls(e) => write!(f, "cannot serve HTTPS: {e}"),
+            ServerError::Ingest(e) => write!(f, "cannot accept uploads: {e}"),
         }
     }
 }
@@ -142,12 +152,21 @@ pub fn run(config: Config) -> Result<(), ServerError> {
     );
     raise_fd_limit();
     let tls = start_tls(&config)?;
-    let on_hangup: Box<dyn Fn() + Send> = match &tls {
-        Some(start) => {
-            let shared = start.shared.clone();
-            Box::new(move || shared.reload())
-        }
-        None => Box::new(|| eprintln!("ringcast: SIGHUP: nothing to reload (no --tls-listen)")),
+    let ingest = start_ingest(&config)?;
+    let on_hangup: Box<dyn Fn() + Send> = {
+        let certs = tls.as_ref().map(|start| start.shared.clone());
+        let tokens = ingest.as_ref().map(|start| start.tokens.clone());
+        Box::new(move || {
+            if let Some(certs) = &certs {
+                certs.reload();
+            }
+            if let Some(tokens) = &tokens {
+                tokens.reload();
+            }
+            if certs.is_none() && tokens.is_none() {
+                eprintln!("ringcast: SIGHUP: nothing to reload (no --tls-listen or --ingest-tokens)");
+            }
+        })
     };
     // Before any thread starts, so every thread inherits the blocked mask.
     let signals = Signals::install(&config.cpus, on_hangup).map_err(ServerError::Signals)?;
@@ -212,6 +231,7 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         admin_listener,
         signals.clone(),
         final_rx,
+        ingest.as_ref().and_then(|start| start.jobs.clone()),
     )
     .map_err(ServerError::Observe)?;
     let mut executors = Vec::with_capacity(config.cpus.len());
@@ -225,9 +245,12 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             .zip(secure)
             .map(|(start, socket)| (start.for_core(), socket));
         let listeners = Listeners { plain, tls };
+        let ingest = ingest
+            .as_ref()
+            .map(|start| (start.tokens.clone(), start.jobs.clone()));
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("ringcast-cpu{cpu}"))
-            .spawn(move || serve_core(index, cpu, config, listeners, signals, link))
+            .spawn(move || serve_core(index, cpu, config, listeners, signals, link, ingest))
             .map_err(|e| ServerError::Executor(cpu, e.to_string()))?;
         executors.push((cpu, handle));
     }
@@ -238,6 +261,9 @@ pub fn run(config: Config) -> Result<(), ServerError> {
             .map_err(|e| ServerError::Executor(cpu, e.to_string()))?;
         finals.extend(last);
     }
+    if let Some(dispatcher) = ingest.and_then(|start| start.dispatcher) {
+        dispatcher.finish(Instant::now() + config.limits.drain_timeout);
+    }
     let merged = metrics::merge(&finals);
     let _ = final_tx.send(merged.clone());
     signals.finish();
@@ -246,6 +272,38 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         eprint!("{}", admin::percentile_tables(&merged));
     }
     Ok(())
+}
+
+/// What `run` sets up for uploads before the cores start.
+struct IngestStart {
+    tokens: Arc<ingest::SharedTokens>,
+    jobs: Option<Arc<jobs::Jobs>>,
+    dispatcher: Option<jobs::Dispatcher>,
+}
+
+/// Reads the tokens, removes temporaries a crash left, and starts the job
+/// thread if any `--on-publish` rule needs it.
+fn start_ingest(config: &Config) -> Result<Option<IngestStart>, ServerError> {
+    let (Some(ingest), Some(policy)) = (&config.ingest, &config.policy.ingest) else {
+        return Ok(None);
+    };
+    let tokens = ingest::SharedTokens::load(ingest.tokens_file.clone()).map_err(ServerError::Ingest)?;
+    let swept = ingest::sweep_temporaries(&config.root, policy.prefixes());
+    if swept > 0 {
+        eprintln!("ringcast: removed {swept} unfinished uploads left by an earlier run");
+    }
+    let (jobs, dispatcher) = if ingest.on_publish.is_empty() {
+        (None, None)
+    } else {
+        let (jobs, dispatcher) = jobs::Jobs::start(ingest.jobs)
+            .map_err(|e| ServerError::Ingest(format!("cannot start the job thread: {e}")))?;
+        (Some(jobs), Some(dispatcher))
+    };
+    Ok(Some(IngestStart {
+        tokens: Arc::new(tokens),
+        jobs,
+        dispatcher,
+    }))
 }
 
 /// What `run` sets up for TLS before the cores start.
@@ -329,6 +387,7 @@ async fn serve_core(
     listeners: Listeners,
     signals: Signals,
     link: admin::CoreLink,
+    ingest: Option<(Arc<ingest::SharedTokens>, Option<Arc<jobs::Jobs>>)>,
 ) -> Option<Snapshot> {
     // Watched from here until this function returns (see `Watchdog`).
     let heartbeat = signals.heartbeat(index);
@@ -353,7 +412,13 @@ async fn serve_core(
         None => (None, None),
     };
     let queues = Queues::new(tls.is_some());
+    let ingest = config
+        .ingest
+        .clone()
+        .zip(ingest)
+        .map(|(settings, (tokens, jobs))| ingest::CoreIngest::new(settings, tokens, jobs, cpu));
     let core = Rc::new(Core {
+        ingest,
         tls,
         queues,
         cpu,

@@ -203,6 +203,35 @@ impl Transport {
         }
     }
 
+    /// The plain socket, for splicing request bodies to a file; `None`
+    /// under TLS, whose bytes must be decrypted first.
+    pub fn splice_socket(&self) -> Option<RawFd> {
+        (self.kind == Kind::Plain).then(|| self.stream.as_raw_fd())
+    }
+
+    /// Stops reading through io_uring RECVs before a long body, so that
+    /// reads are as large as the caller's buffer or go around user space
+    /// (splice), and returns the bytes a RECV already took. Plain sockets
+    /// only; a no-op under TLS.
+    pub async fn stop_ring_recv(&mut self) -> io::Result<Vec<u8>> {
+        match self.kind {
+            Kind::Plain => self.stream.stop_ring_recv().await,
+            Kind::Tls | Kind::Ktls => Ok(Vec::new()),
+        }
+    }
+
+    /// Turns io_uring RECVs back on after [`Transport::stop_ring_recv`].
+    pub fn resume_ring_recv(&mut self) {
+        if self.kind == Kind::Plain {
+            self.stream.set_ring_recv(true);
+        }
+    }
+
+    /// Waits until the socket has bytes to read (no timeout: race one).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.stream.readable().await
+    }
+
     /// Application bytes rustls encrypted since the last call.
     pub fn take_encrypted(&mut self) -> u64 {
         std::mem::take(&mut self.encrypted)

@@ -383,6 +383,26 @@ impl Reactor {
         }
     }
 
+    /// `splice(2)` from `fd_in` at `off_in` to `fd_out` at `off_out`, an
+    /// offset of `None` for pipes and sockets. (ringcast patch.)
+    pub(crate) fn splice(
+        &self,
+        fd_in: RawFd,
+        off_in: Option<u64>,
+        fd_out: RawFd,
+        off_out: Option<u64>,
+        len: usize,
+    ) -> Source {
+        let offset = |off: Option<u64>| off.map_or(-1, |o| o as i64);
+        let source = self.new_source(
+            fd_out,
+            SourceType::Splice(fd_in, offset(off_in), len),
+            None,
+        );
+        self.sys.splice(&source, offset(off_out));
+        source
+    }
+
     pub(crate) fn write_buffered(&self, raw: RawFd, buf: Vec<u8>, pos: u64) -> Source {
         let stats = StatsCollection {
             fulfilled: Some(|result, stats, op_count| {

@@ -154,6 +154,23 @@ pub async fn remove<P: AsRef<Path>>(path: P) -> Result<()> {
     Ok(())
 }
 
+/// Moves up to `len` bytes from `fd_in` to `fd_out` with `splice(2)` run
+/// by io_uring (in its worker threads, so the executor never blocks on it);
+/// one side must be a pipe. Offsets are `None` for pipes and sockets.
+/// Returns the bytes moved, 0 at the end of `fd_in`. The descriptors must
+/// stay open until the future completes or is dropped. (ringcast patch.)
+pub async fn splice(
+    fd_in: std::os::unix::io::RawFd,
+    off_in: Option<u64>,
+    fd_out: std::os::unix::io::RawFd,
+    off_out: Option<u64>,
+    len: usize,
+) -> std::io::Result<usize> {
+    let reactor = crate::executor().reactor();
+    let source = reactor.splice(fd_in, off_in, fd_out, off_out, len);
+    source.collect_rw().await
+}
+
 pub(crate) use self::sched::{FileScheduler, IoScheduler, ScheduledSource};
 pub use self::{
     buffered_file::BufferedFile,

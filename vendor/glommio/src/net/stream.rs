@@ -373,6 +373,52 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Poll::Pending
     }
 
+    /// Ends ring reads, handing over into `out` what RECVs brought that no
+    /// read took yet, after waiting for an in-flight RECV (it completes when
+    /// bytes arrive). From then on the socket's own queue holds the rest of
+    /// the stream, for a caller that takes it by other means (splice).
+    /// (ringcast patch.)
+    pub(crate) fn poll_stop_ring_recv(
+        &mut self,
+        cx: &Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> Poll<io::Result<()>> {
+        self.ring_recv = false;
+        if let Some((data, from, to)) = self.rx_stash.take() {
+            out.extend_from_slice(&data.as_bytes()[from..to]);
+            self.rx_spare = Some(data);
+        }
+        let Some(source) = self.source_rx.as_ref() else {
+            return Poll::Ready(Ok(()));
+        };
+        if !matches!(*source.source_type(), SourceType::StreamRecv(_)) {
+            // A readiness poll consumes nothing: dropping it loses no byte.
+            self.source_rx = None;
+            return Poll::Ready(Ok(()));
+        }
+        let Some(result) = source.result() else {
+            source.add_waiter_single(cx.waker());
+            return Poll::Pending;
+        };
+        let source = self.source_rx.take().unwrap();
+        let received = poll_err!(result);
+        if let SourceType::StreamRecv(Some(data)) = source.extract_source_type() {
+            out.extend_from_slice(&data.as_bytes()[..received]);
+            self.rx_spare = Some(data);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Waits until the socket polls readable (POLLIN), without reading and
+    /// without a timeout: callers that need one race a timer. Only for a
+    /// stream whose reads are not in flight (after `poll_stop_ring_recv`).
+    /// (ringcast patch.)
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        let reactor = self.reactor.upgrade().unwrap();
+        let source = reactor.poll_read_ready(self.stream.as_raw_fd());
+        source.collect_rw().await.map(|_| ())
+    }
+
     fn arm_ring_recv(&mut self, reactor: &Reactor) {
         let spare = self.rx_spare.take();
         let fd = self.stream.as_raw_fd();
@@ -678,6 +724,26 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
 
     pub(crate) fn set_ring_recv(&mut self, on: bool) {
         self.stream.set_ring_recv(on)
+    }
+
+    /// See `NonBufferedStream::poll_stop_ring_recv`; what a buffered
+    /// stream holds comes first. (ringcast patch.)
+    pub(crate) fn poll_stop_ring_recv(
+        &mut self,
+        cx: &Context<'_>,
+        out: &mut Vec<u8>,
+    ) -> Poll<io::Result<()>> {
+        let mut chunk = [0u8; 4096];
+        while !self.rx_buf.is_empty() {
+            let n = self.rx_buf.read(&mut chunk);
+            out.extend_from_slice(&chunk[..n]);
+        }
+        self.stream.poll_stop_ring_recv(cx, out)
+    }
+
+    /// See `NonBufferedStream::readable`. (ringcast patch.)
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        self.stream.readable().await
     }
 
     pub(crate) fn set_read_timeout(&self, dur: Option<Duration>) -> Result<()> {

@@ -662,6 +662,25 @@ impl<B: RxBuf> TcpStream<B> {
         self.stream.set_ring_recv(on)
     }
 
+    /// Stops reading through io_uring RECVs and returns the bytes received
+    /// that no read has taken yet, waiting for a RECV in flight to complete
+    /// (it does when the peer sends). Afterwards the rest of the stream is
+    /// in the socket's queue, for callers that take it with `splice(2)`
+    /// ([`crate::io::splice`]); `set_ring_recv(true)` turns RECVs back on.
+    /// (ringcast patch.)
+    pub async fn stop_ring_recv(&mut self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        futures_lite::future::poll_fn(|cx| self.stream.poll_stop_ring_recv(cx, &mut out)).await?;
+        Ok(out)
+    }
+
+    /// Waits until the socket polls readable (POLLIN), without reading and
+    /// with no timeout (race a timer for one). For a stream whose reads go
+    /// by other means, after [`TcpStream::stop_ring_recv`]. (ringcast patch.)
+    pub async fn readable(&self) -> io::Result<()> {
+        self.stream.readable().await
+    }
+
     /// Waits until the socket polls writable (POLLOUT), within the write
     /// timeout, without writing anything: for callers that write by other
     /// means, such as `sendfile(2)` on the raw fd. (ringcast patch.)

@@ -67,6 +67,9 @@ pub(crate) enum SourceType {
     BlockingFn,
     Invalid,
     CopyFileRange(RawFd, u64, usize),
+    /// `splice(2)` through the ring: (fd_in, off_in, len); -1 offsets mean
+    /// "none" (pipes, sockets). (ringcast patch.)
+    Splice(RawFd, i64, usize),
     #[cfg(feature = "bench")]
     Noop,
 }
@@ -204,7 +207,7 @@ impl Source {
         Ref::map(self.inner.borrow(), |x| &x.timeout)
     }
 
-    pub(super) fn source_type(&self) -> Ref<'_, SourceType> {
+    pub(crate) fn source_type(&self) -> Ref<'_, SourceType> {
         Ref::map(self.inner.borrow(), |x| &x.source_type)
     }
 

@@ -78,6 +78,8 @@ enum UringOpDescriptor {
     SockRecv(usize, i32),
     StreamRecv(usize),
     SockRecvMsg(usize, i32),
+    /// (fd_in, off_in, off_out, len). (ringcast patch.)
+    Splice(RawFd, i64, i64, u32),
     Nop,
 }
 
@@ -318,6 +320,16 @@ fn fill_sqe<F>(
             }
             UringOpDescriptor::FDataSync => {
                 sqe.prep_fsync(op.fd, FsyncFlags::FSYNC_DATASYNC);
+            }
+            UringOpDescriptor::Splice(fd_in, off_in, off_out, len) => {
+                sqe.prep_splice(
+                    fd_in,
+                    off_in,
+                    op.fd,
+                    off_out,
+                    len,
+                    crate::iou::sqe::SpliceFlags::empty(),
+                );
             }
             UringOpDescriptor::Connect(addr) => {
                 sqe.prep_connect(op.fd, &*addr);
@@ -1642,6 +1654,23 @@ impl Reactor {
             &mut *self.ring_for_source(source),
             source,
             UringOpDescriptor::FDataSync,
+            &mut self.source_map.borrow_mut(),
+        );
+    }
+
+    /// Queues a splice into `source.raw()` at `off_out` (-1: none) on the
+    /// main ring; the kernel runs it in an io-wq worker. (ringcast patch.)
+    pub(crate) fn splice(&self, source: &Source, off_out: i64) {
+        let op = match &*source.source_type() {
+            SourceType::Splice(fd_in, off_in, len) => {
+                UringOpDescriptor::Splice(*fd_in, *off_in, off_out, (*len).min(u32::MAX as usize) as u32)
+            }
+            x => panic!("Unexpected source type for splice: {:?}", x),
+        };
+        queue_request_into_ring(
+            &mut *self.ring_for_source(source),
+            source,
+            op,
             &mut self.source_map.borrow_mut(),
         );
     }
