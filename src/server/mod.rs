@@ -223,6 +223,10 @@ pub fn run(config: Config) -> Result<(), ServerError> {
         tls.as_ref().map_or(String::new(), |t| t.describe()),
         admin_addr.map_or(String::new(), |a| format!(", admin on http://{a}/metrics"))
     );
+    // After the startup line, which scripts read for the address.
+    if let Some(swept) = ingest.as_ref().map(|start| start.swept).filter(|&n| n > 0) {
+        eprintln!("ringcast: removed {swept} unfinished uploads left by an earlier run");
+    }
     let (core_links, admin_links) = admin::links(config.cpus.len());
     let (final_tx, final_rx) = std::sync::mpsc::channel();
     let admin = admin::spawn(
@@ -279,6 +283,8 @@ struct IngestStart {
     tokens: Arc<ingest::SharedTokens>,
     jobs: Option<Arc<jobs::Jobs>>,
     dispatcher: Option<jobs::Dispatcher>,
+    /// Temporary files of earlier runs removed at start.
+    swept: usize,
 }
 
 /// Reads the tokens, removes temporaries a crash left, and starts the job
@@ -289,9 +295,6 @@ fn start_ingest(config: &Config) -> Result<Option<IngestStart>, ServerError> {
     };
     let tokens = ingest::SharedTokens::load(ingest.tokens_file.clone()).map_err(ServerError::Ingest)?;
     let swept = ingest::sweep_temporaries(&config.root, policy.prefixes());
-    if swept > 0 {
-        eprintln!("ringcast: removed {swept} unfinished uploads left by an earlier run");
-    }
     let (jobs, dispatcher) = if ingest.on_publish.is_empty() {
         (None, None)
     } else {
@@ -303,6 +306,7 @@ fn start_ingest(config: &Config) -> Result<Option<IngestStart>, ServerError> {
         tokens: Arc::new(tokens),
         jobs,
         dispatcher,
+        swept,
     }))
 }
 
