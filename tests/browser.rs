@@ -31,11 +31,11 @@
 
 mod common;
 
+use common::bounded::{self, spawn_captured};
 use common::{have_tool, Server};
 use serde_json::Value;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -577,174 +577,22 @@ fn driver_report(driver_dir: &Path, url: &str, home: Option<&Path>) -> Value {
 
 /// Runs the driver against `url`, with `home` as HOME (where Chromium finds
 /// its NSS database) if given, and returns its exit status, stdout and
-/// stderr. Chromium and node are killed if it overruns or the test panics
-/// (see [`Driver`]).
+/// stderr. Chromium and node are killed if it overruns or the test panics.
 fn run_driver(driver_dir: &Path, url: &str, home: Option<&Path>) -> (ExitStatus, String, String) {
     let mut command = Command::new("node");
     command
         .arg(driver_dir.join("play-seek.mjs"))
         .arg(url)
         .args(["--timeout-ms", &DRIVER_TIMEOUT.as_millis().to_string()])
-        .current_dir(driver_dir)
-        .stdin(Stdio::piped());
+        .current_dir(driver_dir);
     if let Some(home) = home {
         command.env("HOME", home);
     }
-    let child = spawn_captured(&mut command);
-    let mut driver = Driver {
-        stdin: None,
-        child: Some(child),
-    };
-    // The driver exits when its stdin closes: if this process dies, so does Chromium.
-    driver.stdin = driver.child.as_mut().unwrap().stdin.take();
-    let child = driver.child.as_mut().unwrap();
-    let (stdout, stderr) = drain_output(child);
-    let deadline = Instant::now() + DRIVER_TIMEOUT + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    if status.is_none() {
-        drop(driver); // kills node and Chromium
-        panic!(
-            "the browser driver did not finish within {DRIVER_TIMEOUT:?}:\n{}",
-            stderr.join().unwrap()
-        );
-    }
-    driver.child = None;
-    (
-        status.unwrap(),
-        stdout.join().unwrap(),
-        stderr.join().unwrap(),
-    )
-}
-
-/// The node process running the driver. Dropped while it still runs (a
-/// timeout, a panic), it is asked to close Chromium (SIGTERM), then node and
-/// every process it started are killed.
-struct Driver {
-    stdin: Option<ChildStdin>,
-    child: Option<Child>,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let Some(child) = self.child.as_mut() else {
-            return;
-        };
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        let pid = child.id() as i32;
-        let family = descendants(pid);
-        self.stdin = None;
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let grace = Instant::now() + Duration::from_secs(6);
-        while Instant::now() < grace && matches!(child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        for pid in family {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
-
-/// Every process below `pid`, from `/proc` (Chromium runs in its own process group).
-fn descendants(pid: i32) -> Vec<i32> {
-    let mut parents: Vec<(i32, i32)> = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some(after_name) = stat.rfind(')').map(|at| &stat[at + 2..]) else {
-            continue;
-        };
-        if let Some(parent) = after_name
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-        {
-            parents.push((child, parent));
-        }
-    }
-    let mut found = vec![pid];
-    let mut at = 0;
-    while at < found.len() {
-        let parent = found[at];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, p)| *p == parent)
-                .map(|(c, _)| *c),
-        );
-        at += 1;
-    }
-    found.remove(0);
-    found
-}
-
-/// Spawns with stdout and stderr piped.
-fn spawn_captured(command: &mut Command) -> Child {
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
-}
-
-type Reader = std::thread::JoinHandle<String>;
-
-/// Reads a child's stdout and stderr on threads, so it never blocks on a full pipe.
-fn drain_output(child: &mut Child) -> (Reader, Reader) {
-    fn reader(mut pipe: impl Read + Send + 'static) -> Reader {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    }
-    (
-        reader(child.stdout.take().unwrap()),
-        reader(child.stderr.take().unwrap()),
-    )
+    bounded::run_driver(&mut command, DRIVER_TIMEOUT + Duration::from_secs(10))
 }
 
 /// Waits up to `TOOL_TIMEOUT` for a tool and fails the test, showing its
 /// stderr, unless it exits 0.
-fn finish_ok(mut child: Child, what: &str) -> Output {
-    let (stdout, stderr) = drain_output(&mut child);
-    let deadline = Instant::now() + TOOL_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {TOOL_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = stdout.join().unwrap();
-    let stderr = stderr.join().unwrap();
-    assert!(status.success(), "{what} failed with {status}:\n{stderr}");
-    Output {
-        status,
-        stdout: stdout.into_bytes(),
-        stderr: stderr.into_bytes(),
-    }
+fn finish_ok(child: Child, what: &str) -> Output {
+    bounded::finish_ok(child, what, TOOL_TIMEOUT)
 }

@@ -5,7 +5,8 @@
 # make the private NSS database that trusts the test CA over HTTPS) for the
 # browser test (tests/browser.rs), then the browser driver's pinned npm package
 # (tools/browser/package-lock.json: playwright-core, which drives the
-# system chromium and downloads no browser), and the kTLS VM's packages and
+# system chromium and downloads no browser, and hls.js for the HLS player
+# page tests/ingest_browser.rs serves), and the kTLS VM's packages and
 # kernel (tools/ktls-vm/setup.sh). Idempotent and quiet when everything is
 # there; needs root (or sudo) only when installing packages.
 set -euo pipefail
@@ -30,16 +31,26 @@ if [ "${#need[@]}" -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The browser driver's node_modules, when missing or not the locked version.
+# The browser driver's node_modules, when missing or not the locked versions
+# of every dependency package.json names (playwright-core, hls.js).
 browser=tools/browser
-wanted="$(node -p "require('./$browser/package-lock.json').packages['node_modules/playwright-core'].version")"
-installed="$(node -p "try { require('./$browser/node_modules/playwright-core/package.json').version } catch { '' }")"
-if [ "$wanted" != "$installed" ]; then
+stale="$(cd "$browser" && node -p '
+  const lock = require("./package-lock.json");
+  const wanted = (name) => lock.packages[`node_modules/${name}`].version;
+  const installed = (name) => {
+    try { return require(`./node_modules/${name}/package.json`).version; } catch { return null; }
+  };
+  Object.keys(lock.packages[""].dependencies)
+    .filter((name) => installed(name) !== wanted(name))
+    .map((name) => `${name} ${wanted(name)}`)
+    .join(", ");
+')"
+if [ -n "$stale" ]; then
   node_major="$(node -p 'process.versions.node.split(".")[0]')"
   if [ "$node_major" -lt 20 ]; then
-    echo "install-test-deps: warning: playwright-core $wanted wants Node.js 20 or newer, found $(node --version)" >&2
+    echo "install-test-deps: warning: playwright-core wants Node.js 20 or newer, found $(node --version)" >&2
   fi
-  echo "install-test-deps: npm ci in $browser (playwright-core $wanted)" >&2
+  echo "install-test-deps: npm ci in $browser ($stale)" >&2
   (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 

@@ -2,6 +2,8 @@
 //! a free port, talk raw HTTP/1.1 to it, and parse what comes back.
 #![allow(dead_code)]
 
+pub mod bounded;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;

@@ -13,60 +13,28 @@
 // scripts: the code below runs through the DevTools protocol, which the
 // policy does not govern.
 //
-// Bounded: a watchdog closes the browser and exits with code 3 after
-// --timeout-ms (default 40000), and closing stdin (the caller died) does the
-// same, so Chromium never outlives the test. By hand, run it from a terminal
+// Bounded (driver.mjs, shared with play-hls.mjs): a watchdog closes the
+// browser and exits with code 3 after --timeout-ms (default 40000), and
+// closing stdin (the caller died) does the same, so Chromium never outlives
+// the test. By hand, run it from a terminal
 // (or `sleep 60 | node ...`), not with stdin from /dev/null.
 //
 // Exit codes: 0 report printed (the caller judges it), 2 bad usage,
 // 3 timed out, 4 the browser failed to start or crashed.
 
-import { chromium } from 'playwright-core';
+import { EXIT_BROWSER_FAILED, parseArgs, startDriver } from './driver.mjs';
 
-const args = process.argv.slice(2);
-let url = null;
-let timeoutMs = 40000;
-let executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-for (let i = 0; i < args.length; i++) {
-  if (args[i] === '--timeout-ms') timeoutMs = Number(args[++i]);
-  else if (args[i] === '--chromium') executablePath = args[++i];
-  else if (!url && !args[i].startsWith('--')) url = args[i];
-  else {
-    console.error(`play-seek: unknown argument ${args[i]}`);
-    process.exit(2);
-  }
-}
-if (!url || !(timeoutMs > 0)) {
-  console.error('usage: play-seek.mjs URL [--timeout-ms N] [--chromium PATH]');
-  process.exit(2);
-}
-
-const started = Date.now();
-const since = () => Date.now() - started;
-const note = (msg) => console.error(`play-seek +${since()}ms: ${msg}`);
-
-let browser = null;
-let finishing = false;
-async function bail(code, why) {
-  if (finishing) return;
-  finishing = true;
-  note(why);
-  // Closing kills Chromium's process tree; give it 5 s, then exit anyway.
-  const hard = setTimeout(() => process.exit(code), 5000);
-  hard.unref();
-  try {
-    if (browser) await browser.close();
-  } catch {}
-  process.exit(code);
-}
-
-setTimeout(() => bail(3, `timed out after ${timeoutMs} ms`), timeoutMs).unref();
-process.stdin.on('end', () => bail(3, 'stdin closed: the caller is gone'));
-process.stdin.on('error', () => bail(3, 'stdin error: the caller is gone'));
-process.stdin.resume();
-for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
-  process.on(signal, () => bail(3, `got ${signal}`));
-}
+const {
+  positional: [url],
+  timeoutMs,
+  executablePath,
+} = parseArgs(process.argv.slice(2), {
+  usage: 'play-seek.mjs URL [--timeout-ms N] [--chromium PATH]',
+  min: 1,
+  max: 1,
+  timeoutMs: 40000,
+});
+const { since, note, bail, launch, openPage, finish } = startDriver('play-seek', timeoutMs);
 
 // Every request the page makes, in the order Chromium sent them.
 const requests = [];
@@ -80,33 +48,8 @@ function isMedia(request) {
 }
 
 async function main() {
-  try {
-    browser = await chromium.launch({
-      executablePath,
-      headless: true,
-      chromiumSandbox: false,
-      handleSIGINT: false,
-      handleSIGTERM: false,
-      handleSIGHUP: false,
-      timeout: 15000,
-      args: [
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--autoplay-policy=no-user-gesture-required',
-      ],
-    });
-  } catch (e) {
-    await bail(4, `chromium did not start: ${e.message}`);
-    return;
-  }
-  browser.on('disconnected', () => bail(4, 'chromium disconnected'));
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.setDefaultTimeout(10000);
+  await launch(executablePath);
+  const { context, page } = await openPage();
 
   const byRequest = new Map();
   const pendingHeaders = [];
@@ -253,11 +196,7 @@ async function main() {
   // Let the last requests' headers land (bounded: a request that never got
   // its headers reports range and phase as null).
   await Promise.race([Promise.allSettled(pendingHeaders), new Promise((r) => setTimeout(r, 2000))]);
-  const report = { url, page: pageInfo, videos, requests, elapsed_ms: since() };
-  finishing = true;
-  await browser.close();
-  process.stdout.write(JSON.stringify(report) + '\n');
-  process.exit(0);
+  await finish({ url, page: pageInfo, videos, requests, elapsed_ms: since() }, 0);
 }
 
-main().catch((e) => bail(4, `driver failed: ${e.stack || e}`));
+main().catch((e) => bail(EXIT_BROWSER_FAILED, `driver failed: ${e.stack || e}`));
