@@ -518,9 +518,9 @@ fn ingest_from(flags: &Flags) -> Result<(Option<IngestPolicy>, Option<IngestConf
 /// in PATH) and checked to be an executable file now rather than at the
 /// first upload.
 fn parse_publish_rule(value: &str, ingest: &IngestPolicy) -> Result<PublishRule, String> {
-    let (pattern, command) = value
-        .split_once('=')
-        .ok_or_else(|| format!("{value:?}: expected PATTERN=COMMAND, like '/uploads/*.mp4=tools/package-hls.sh'"))?;
+    let (pattern, command) = value.split_once('=').ok_or_else(|| {
+        format!("{value:?}: expected PATTERN=COMMAND, like '/uploads/*.mp4=tools/package-hls.sh'")
+    })?;
     let pattern = PublishPattern::parse(pattern.trim())?;
     if !pattern.is_within(ingest) {
         let prefixes: Vec<String> = ingest.prefixes().collect();

@@ -147,15 +147,23 @@ fn put_creates_replaces_and_delete_removes() {
     assert!(got.body == big, "GET after a replace serves the new file");
 
     // Chunked, as ffmpeg sends.
-    let mut raw = format!("PUT /uploads/c.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n{}\r\n", auth())
-        .into_bytes();
+    let mut raw = format!(
+        "PUT /uploads/c.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n{}\r\n",
+        auth()
+    )
+    .into_bytes();
     raw.extend_from_slice(&chunked(&big, 70_001));
     assert_eq!(server.exchange(&raw).status, 201);
     assert!(std::fs::read(fixture.root().join("uploads/c.bin")).unwrap() == big);
 
     // An empty file needs Content-Length: 0.
     assert_eq!(put(&server, "/live/empty", b"", &auth()).status, 201);
-    assert_eq!(std::fs::metadata(fixture.root().join("live/empty")).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::metadata(fixture.root().join("live/empty"))
+            .unwrap()
+            .len(),
+        0
+    );
 
     let delete = |path: &str| {
         server
@@ -179,16 +187,52 @@ fn refused_and_broken_uploads_leave_the_tree_untouched() {
     let body = pattern(200_000);
     let refusals: &[(&str, &str, u16, &str)] = &[
         ("/live/a.ts", "", 401, "no token"),
-        ("/live/a.ts", "Authorization: Bearer wrong\r\n", 401, "a wrong token"),
-        ("/live/a.ts", "Authorization: Basic dGVzdA==\r\n", 401, "not a Bearer token"),
+        (
+            "/live/a.ts",
+            "Authorization: Bearer wrong\r\n",
+            401,
+            "a wrong token",
+        ),
+        (
+            "/live/a.ts",
+            "Authorization: Basic dTp3cm9uZw==\r\n",
+            401,
+            "a wrong Basic password",
+        ),
+        (
+            "/live/a.ts",
+            "Authorization: Digest x\r\n",
+            401,
+            "another scheme",
+        ),
         ("/vod/a.ts", &auth(), 405, "outside the prefixes"),
         ("/live", &auth(), 405, "the prefix itself"),
-        ("/live/../vod/movie.mp4", &auth(), 405, "a .. that leaves the prefix"),
+        (
+            "/live/../vod/movie.mp4",
+            &auth(),
+            405,
+            "a .. that leaves the prefix",
+        ),
         ("/../outside.ts", &auth(), 400, "a .. above the root"),
-        ("/live/%2e%2e/%2e%2e/outside.ts", &auth(), 400, "an encoded .. above the root"),
-        ("/live/..%2f..%2foutside.ts", &auth(), 400, "encoded slashes"),
+        (
+            "/live/%2e%2e/%2e%2e/outside.ts",
+            &auth(),
+            400,
+            "an encoded .. above the root",
+        ),
+        (
+            "/live/..%2f..%2foutside.ts",
+            &auth(),
+            400,
+            "encoded slashes",
+        ),
         ("/live/.hidden.ts", &auth(), 404, "a dotfile"),
-        ("/live/.ringcast-upload.1.0-0", &auth(), 404, "a temporary file's name"),
+        (
+            "/live/.ringcast-upload.1.0-0",
+            &auth(),
+            404,
+            "a temporary file's name",
+        ),
         ("/live/a%00.ts", &auth(), 400, "a NUL"),
         ("/live/old", &auth(), 409, "a directory"),
     ];
@@ -196,10 +240,15 @@ fn refused_and_broken_uploads_leave_the_tree_untouched() {
         let response = put(&server, path, &body, headers);
         assert_eq!(response.status, *status, "{what}");
         if *status == 401 {
-            assert!(response.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")));
+            assert!(response
+                .header("www-authenticate")
+                .is_some_and(|v| v.starts_with("Bearer")));
         }
         if *status == 405 {
-            assert!(response.header("allow").is_some(), "{what}: 405 needs Allow");
+            assert!(
+                response.header("allow").is_some(),
+                "{what}: 405 needs Allow"
+            );
         }
         assert_untouched(&root, &before, what);
     }
@@ -231,12 +280,16 @@ fn refused_and_broken_uploads_leave_the_tree_untouched() {
     assert_untouched(&root, &before, "a chunked body over --max-upload");
 
     // Without framing: 411.
-    let response = server.exchange(format!("PUT /live/x.ts HTTP/1.1\r\nHost: t\r\n{}\r\n", auth()).as_bytes());
+    let response =
+        server.exchange(format!("PUT /live/x.ts HTTP/1.1\r\nHost: t\r\n{}\r\n", auth()).as_bytes());
     assert_eq!(response.status, 411);
 
     // Bad chunked framing: 400.
-    let mut raw = format!("PUT /live/x.ts HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n{}\r\n", auth())
-        .into_bytes();
+    let mut raw = format!(
+        "PUT /live/x.ts HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n{}\r\n",
+        auth()
+    )
+    .into_bytes();
     raw.extend_from_slice(b"zz\r\nhello\r\n0\r\n\r\n");
     assert_eq!(server.exchange(&raw).status, 400);
     assert_untouched(&root, &before, "bad chunked framing");
@@ -265,7 +318,11 @@ fn refused_and_broken_uploads_leave_the_tree_untouched() {
         std::thread::sleep(Duration::from_millis(200));
         stream.shutdown(Shutdown::Both).unwrap();
         drop(stream);
-        assert_untouched(&root, &before, &format!("a client gone mid-body ({len}, chunked {is_chunked})"));
+        assert_untouched(
+            &root,
+            &before,
+            &format!("a client gone mid-body ({len}, chunked {is_chunked})"),
+        );
     }
 
     // Stalling mid-body: --upload-timeout (1s) ends it with 408.
@@ -294,7 +351,11 @@ fn refused_and_broken_uploads_leave_the_tree_untouched() {
         let response = read_response(&mut stream, false);
         assert_eq!(response.status, 408, "stalled, chunked {is_chunked}");
         assert!(started.elapsed() < Duration::from_secs(4));
-        assert_untouched(&root, &before, &format!("a stalled upload (chunked {is_chunked})"));
+        assert_untouched(
+            &root,
+            &before,
+            &format!("a stalled upload (chunked {is_chunked})"),
+        );
     }
     // The server is still serving, and nothing was left behind.
     assert_eq!(server.get("/live/old/keep.ts", "").body, b"old bytes");
@@ -317,7 +378,9 @@ fn expect_100_continue_and_keep_alive() {
     assert_eq!(interim.status, 100);
     stream.write_all(&body).unwrap();
     // The next request pipelined right behind the body.
-    stream.write_all(b"GET /live/e.ts HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /live/e.ts HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let response = read_response(&mut stream, false);
     assert_eq!(response.status, 201);
     assert!(response.header("connection").is_none());
@@ -352,7 +415,14 @@ fn a_full_disk_gives_507_and_publishes_nothing() {
     let disk = root.join("live/small");
     std::fs::create_dir_all(&disk).unwrap();
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs", disk.to_str().unwrap()])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            "tmpfs",
+            disk.to_str().unwrap(),
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
@@ -370,8 +440,11 @@ fn a_full_disk_gives_507_and_publishes_nothing() {
     let before = snapshot(&root);
     // Chunked, so the free-space check cannot refuse it ahead.
     for len in [3_000_000, 1_200_000] {
-        let mut raw = format!("PUT /live/small/a.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n{}\r\n", auth())
-            .into_bytes();
+        let mut raw = format!(
+            "PUT /live/small/a.bin HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n{}\r\n",
+            auth()
+        )
+        .into_bytes();
         raw.extend_from_slice(&chunked(&pattern(len), 65_536));
         let mut stream = server.connect();
         let _ = stream.write_all(&raw);
@@ -379,7 +452,10 @@ fn a_full_disk_gives_507_and_publishes_nothing() {
         assert_untouched(&root, &before, "ENOSPC");
     }
     // By Content-Length it is refused before writing.
-    assert_eq!(put(&server, "/live/small/b.bin", &pattern(2_000_000), &auth()).status, 507);
+    assert_eq!(
+        put(&server, "/live/small/b.bin", &pattern(2_000_000), &auth()).status,
+        507
+    );
     assert_untouched(&root, &before, "Content-Length above the free space");
 }
 
@@ -399,8 +475,12 @@ fn concurrent_gets_see_a_whole_old_or_new_file_during_replaces() {
                 let mut seen = 0;
                 while seen < 25 || !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let mut stream = TcpStream::connect(addr).unwrap();
-                    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    stream.write_all(b"GET /live/one.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(5)))
+                        .unwrap();
+                    stream
+                        .write_all(b"GET /live/one.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+                        .unwrap();
                     let response = read_response(&mut stream, false);
                     assert_eq!(response.status, 200);
                     assert!(
@@ -427,7 +507,9 @@ fn concurrent_gets_see_a_whole_old_or_new_file_during_replaces() {
         .map(|e| e.file_name())
         .collect();
     assert!(
-        names.iter().all(|n| !n.to_string_lossy().starts_with(".ringcast-upload")),
+        names
+            .iter()
+            .all(|n| !n.to_string_lossy().starts_with(".ringcast-upload")),
         "{names:?}"
     );
 }
@@ -439,10 +521,15 @@ fn tokens_are_reread_on_sighup_and_leftovers_swept_at_start() {
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let dead_pid = gone.id();
     gone.wait().unwrap();
-    let stale = fixture.root().join(format!("live/old/.ringcast-upload.{dead_pid}.0-7"));
+    let stale = fixture
+        .root()
+        .join(format!("live/old/.ringcast-upload.{dead_pid}.0-7"));
     std::fs::write(&stale, b"half").unwrap();
     let server = fixture.server(&[]);
-    assert!(!stale.exists(), "a crashed upload's temporary file is removed at start");
+    assert!(
+        !stale.exists(),
+        "a crashed upload's temporary file is removed at start"
+    );
 
     std::fs::write(fixture.tokens(), "rotated-token\n").unwrap();
     nix::sys::signal::kill(
@@ -451,7 +538,15 @@ fn tokens_are_reread_on_sighup_and_leftovers_swept_at_start() {
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while put(&server, "/live/r.ts", b"x", "Authorization: Bearer rotated-token\r\n").status != 201 {
+    while put(
+        &server,
+        "/live/r.ts",
+        b"x",
+        "Authorization: Bearer rotated-token\r\n",
+    )
+    .status
+        != 201
+    {
         assert!(Instant::now() < deadline, "the new token never worked");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -465,10 +560,19 @@ fn tokens_are_reread_on_sighup_and_leftovers_swept_at_start() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        put(&server, "/live/r.ts", b"y", "Authorization: Bearer rotated-token\r\n").status,
+        put(
+            &server,
+            "/live/r.ts",
+            b"y",
+            "Authorization: Bearer rotated-token\r\n"
+        )
+        .status,
         204
     );
-    assert!(!server.log_lines().join("\n").contains("rotated-token"), "a secret was logged");
+    assert!(
+        !server.log_lines().join("\n").contains("rotated-token"),
+        "a secret was logged"
+    );
 }
 
 fn script(dir: &Path, body: &str) -> PathBuf {
@@ -495,7 +599,10 @@ fn publishing_runs_bounded_jobs_with_the_file_as_argument() {
     std::fs::create_dir(&marks).unwrap();
     let job = script(
         fixture.dir.path(),
-        &format!("sleep 1; echo \"$1\" >> {}/ran; echo 'packaged it' >&2", marks.display()),
+        &format!(
+            "sleep 1; echo \"$1\" >> {}/ran; echo 'packaged it' >&2",
+            marks.display()
+        ),
     );
     let rule = format!("/uploads/*.mp4={}", job.display());
     let server = fixture.server(&[
@@ -514,9 +621,16 @@ fn publishing_runs_bounded_jobs_with_the_file_as_argument() {
     let refused = put(&server, "/uploads/c.mp4", b"c", &auth());
     assert_eq!(refused.status, 503, "one running and one queued fill it");
     assert!(refused.header("retry-after").is_some());
-    assert_untouched(&fixture.root(), &before, "an upload refused for a full job queue");
+    assert_untouched(
+        &fixture.root(),
+        &before,
+        "an upload refused for a full job queue",
+    );
     // Not matching the pattern: no job, no limit.
-    assert_eq!(put(&server, "/uploads/notes.txt", b"n", &auth()).status, 201);
+    assert_eq!(
+        put(&server, "/uploads/notes.txt", b"n", &auth()).status,
+        201
+    );
     assert_eq!(metric(&server, "ringcast_jobs_running"), 1);
     assert_eq!(metric(&server, "ringcast_jobs_queued"), 1);
 
@@ -550,24 +664,51 @@ fn bad_ingest_flags_are_refused_at_start() {
     let fixture = Fixture::new();
     let run = |args: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"))
-            .args(["--root", fixture.root().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args([
+                "--root",
+                fixture.root().to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
             .args(args)
             .output()
             .unwrap();
-        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     };
     let tokens = fixture.tokens();
     let tokens = tokens.to_str().unwrap();
     let (code, err) = run(&["--ingest", "/live/"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--ingest-tokens"), "{err}");
-    let (code, err) = run(&["--ingest", "/live/", "--ingest-tokens", "/nonexistent/tokens"]);
+    let (code, err) = run(&[
+        "--ingest",
+        "/live/",
+        "--ingest-tokens",
+        "/nonexistent/tokens",
+    ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("--ingest-tokens /nonexistent/tokens"), "{err}");
-    let (code, err) = run(&["--ingest", "/live/", "--ingest-tokens", tokens, "--on-publish", "/vod/*.mp4=/bin/true"]);
+    let (code, err) = run(&[
+        "--ingest",
+        "/live/",
+        "--ingest-tokens",
+        tokens,
+        "--on-publish",
+        "/vod/*.mp4=/bin/true",
+    ]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("beneath an --ingest prefix"), "{err}");
-    let (code, err) = run(&["--ingest", "/live/", "--ingest-tokens", tokens, "--on-publish", "/live/*.mp4=/no/such/tool"]);
+    let (code, err) = run(&[
+        "--ingest",
+        "/live/",
+        "--ingest-tokens",
+        tokens,
+        "--on-publish",
+        "/live/*.mp4=/no/such/tool",
+    ]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("no such program"), "{err}");
     let (code, err) = run(&["--ingest", "live", "--ingest-tokens", tokens]);
@@ -581,7 +722,11 @@ fn a_refusal_is_read_by_a_client_still_sending() {
     // No token and a big body the client sends without waiting: the 401
     // must arrive intact, not be lost to a reset.
     let mut stream = server.connect();
-    write!(stream, "PUT /live/x.ts HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "PUT /live/x.ts HTTP/1.1\r\nHost: t\r\nContent-Length: 3000000\r\n\r\n"
+    )
+    .unwrap();
     let body = pattern(3_000_000);
     let writer = {
         let mut stream = stream.try_clone().unwrap();

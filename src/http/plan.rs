@@ -298,9 +298,11 @@ pub fn plan_error(
         // The same methods a preflight names: OPTIONS is answered under --cors.
         (RequestError::MethodNotAllowed, Some(_)) => &[("Allow", b"GET, HEAD, OPTIONS")],
         (RequestError::MethodNotAllowed, None) => &[("Allow", b"GET, HEAD")],
-        (RequestError::Write(WriteError::Unauthorized), _) => {
-            &[("WWW-Authenticate", b"Bearer realm=\"ringcast\"")]
-        }
+        // RFC 9110 §11.6.1: one challenge per scheme we accept.
+        (RequestError::Write(WriteError::Unauthorized), _) => &[
+            ("WWW-Authenticate", b"Bearer realm=\"ringcast\""),
+            ("WWW-Authenticate", b"Basic realm=\"ringcast\""),
+        ],
         // Jobs take seconds to minutes; a retry sooner would find it full.
         (RequestError::Write(WriteError::QueueFull), _) => &[("Retry-After", b"10")],
         _ => &[],
@@ -557,15 +559,32 @@ mod tests {
             route_of("DELETE /live/x/../a.ts HTTP/1.1\r\nHost: x\r\n\r\n"),
             Ok(Route::Write(path::clean(b"/live/a.ts").unwrap()))
         );
-        assert_eq!(route_of("PUT /vod/a.ts HTTP/1.1\r\nHost: x\r\n\r\n"), Err(405));
+        assert_eq!(
+            route_of("PUT /vod/a.ts HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Err(405)
+        );
         assert_eq!(route_of("PUT /live/ HTTP/1.1\r\nHost: x\r\n\r\n"), Err(405));
-        assert_eq!(route_of("PUT /live/../a HTTP/1.1\r\nHost: x\r\n\r\n"), Err(405));
+        assert_eq!(
+            route_of("PUT /live/../a HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Err(405)
+        );
         assert_eq!(route_of("PUT /../a HTTP/1.1\r\nHost: x\r\n\r\n"), Err(400));
-        assert_eq!(route_of("PUT /live/%2e%2e/%2e%2e/a HTTP/1.1\r\nHost: x\r\n\r\n"), Err(400));
-        assert_eq!(route_of("PUT /live/.a.ts HTTP/1.1\r\nHost: x\r\n\r\n"), Err(404));
-        assert_eq!(route_of("PUT /live/a%00 HTTP/1.1\r\nHost: x\r\n\r\n"), Err(400));
+        assert_eq!(
+            route_of("PUT /live/%2e%2e/%2e%2e/a HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Err(400)
+        );
+        assert_eq!(
+            route_of("PUT /live/.a.ts HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Err(404)
+        );
+        assert_eq!(
+            route_of("PUT /live/a%00 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Err(400)
+        );
         // Without --ingest nothing is writable.
-        let (request, _) = parse(b"PUT /live/a.ts HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
+        let (request, _) = parse(b"PUT /live/a.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(
             route(&request, &Policy::default()),
             Err(RequestError::MethodNotAllowed)
@@ -585,10 +604,17 @@ mod tests {
     fn refusals_carry_their_fields_and_written_answers_are_empty() {
         let policy = Policy::default();
         let ctx = ctx(&policy);
-        let (request, _) = parse(b"PUT /live/a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
+        let (request, _) = parse(b"PUT /live/a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
         let mut head = Vec::new();
         let error = RequestError::Write(WriteError::Unauthorized);
-        assert_eq!(plan_error(error, Some(&request), &ctx, &mut head).status.code(), 401);
+        assert_eq!(
+            plan_error(error, Some(&request), &ctx, &mut head)
+                .status
+                .code(),
+            401
+        );
         let text = String::from_utf8(head).unwrap();
         assert!(text.contains("WWW-Authenticate: Bearer"), "{text}");
         assert!(text.contains("Connection: close\r\n"), "{text}");
@@ -600,12 +626,16 @@ mod tests {
         let mut head = Vec::new();
         let plan = plan_written(&request, Status::Created, &ctx, &mut head);
         let text = String::from_utf8(head).unwrap();
-        assert!(text.starts_with("HTTP/1.1 201 Created\r\n") && text.contains("Content-Length: 0\r\n"));
+        assert!(
+            text.starts_with("HTTP/1.1 201 Created\r\n") && text.contains("Content-Length: 0\r\n")
+        );
         assert!(plan.keep_alive);
         let mut head = Vec::new();
         plan_written(&request, Status::NoContent, &ctx, &mut head);
         let text = String::from_utf8(head).unwrap();
-        assert!(text.starts_with("HTTP/1.1 204 No Content\r\n") && !text.contains("Content-Length"));
+        assert!(
+            text.starts_with("HTTP/1.1 204 No Content\r\n") && !text.contains("Content-Length")
+        );
     }
 
     fn get(extra: &str) -> (Plan, String) {

@@ -7,8 +7,9 @@
 //!    404 for dotfiles), in [`super::plan::route`];
 //! 2. the path lies strictly beneath an ingest prefix, else 405 with `Allow`
 //!    (RFC 9110 §15.5.6), also in `route`;
-//! 3. `Authorization: Bearer TOKEN` (RFC 6750 §2.1) names a token, compared
-//!    in constant time, else 401 with `WWW-Authenticate: Bearer`
+//! 3. `Authorization: Bearer TOKEN` (RFC 6750 §2.1), or Basic credentials
+//!    whose password is the token (RFC 7617), names a token, compared in
+//!    constant time, else 401 with `WWW-Authenticate: Bearer` and `Basic`
 //!    (RFC 9110 §11.6.1, RFC 6750 §3);
 //! 4. a PUT says how long its body is (Content-Length or chunked), else 411
 //!    (RFC 9110 §15.5.12);
@@ -60,7 +61,9 @@ impl Ingest {
 /// `/live/` or `/live` -> `live/`; `/` -> the whole root.
 fn parse_prefix(value: &str) -> Result<Vec<u8>, String> {
     if !value.starts_with('/') {
-        return Err(format!("{value:?}: an ingest prefix is a URL path such as /live/"));
+        return Err(format!(
+            "{value:?}: an ingest prefix is a URL path such as /live/"
+        ));
     }
     let clean = path::clean(value.as_bytes())
         .map_err(|e| format!("{value:?}: not a path GET would serve ({e})"))?;
@@ -224,16 +227,28 @@ fn is_b64token(token: &[u8]) -> bool {
 }
 
 /// The token of `Authorization: Bearer TOKEN` (RFC 6750 §2.1; the scheme
-/// is case-insensitive, RFC 9110 §11.1). A repeated field is no token.
-pub fn bearer<'a>(authorization: Single<'a>) -> Option<&'a [u8]> {
+/// is case-insensitive, RFC 9110 §11.1), or the password of `Basic`
+/// credentials (RFC 7617), for clients that can only put credentials in
+/// the URL (ffmpeg's DASH muxer drops `-headers`). A repeated field is no
+/// token.
+pub fn bearer(authorization: Single<'_>) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use base64::Engine;
     let value = authorization.get()?;
     let space = value.iter().position(|&b| b == b' ')?;
     let (scheme, rest) = value.split_at(space);
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
+    let token = rest.trim_ascii_start();
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        return is_b64token(token).then_some(std::borrow::Cow::Borrowed(token));
+    }
+    if !scheme.eq_ignore_ascii_case(b"basic") {
         return None;
     }
-    let token = rest.trim_ascii_start();
-    is_b64token(token).then_some(token)
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    let password = decoded[colon + 1..].to_vec();
+    is_b64token(&password).then_some(std::borrow::Cow::Owned(password))
 }
 
 /// What an admitted write will do.
@@ -257,7 +272,7 @@ pub fn plan_write(
     ingest: &Ingest,
     tokens: &Tokens,
 ) -> Result<Write, RequestError> {
-    let authorized = bearer(request.authorization).is_some_and(|token| tokens.allows(token));
+    let authorized = bearer(request.authorization).is_some_and(|token| tokens.allows(&token));
     if !authorized {
         return Err(RequestError::Write(WriteError::Unauthorized));
     }
@@ -348,10 +363,13 @@ mod tests {
 
     #[test]
     fn rfc6750_2_1_bearer_tokens() {
-        let b = |v: &'static [u8]| bearer(Single::One(v));
-        assert_eq!(b(b"Bearer abc.DEF-1=="), Some(&b"abc.DEF-1=="[..]));
-        assert_eq!(b(b"bearer abc"), Some(&b"abc"[..]));
+        let b = |v: &'static [u8]| bearer(Single::One(v)).map(|t| t.into_owned());
+        assert_eq!(b(b"Bearer abc.DEF-1=="), Some(b"abc.DEF-1==".to_vec()));
+        assert_eq!(b(b"bearer abc"), Some(b"abc".to_vec()));
+        // RFC 7617: base64("ffmpeg:s3cret") carries the token as the password.
+        assert_eq!(b(b"Basic ZmZtcGVnOnMzY3JldA=="), Some(b"s3cret".to_vec()));
         assert_eq!(b(b"Basic abc"), None);
+        assert_eq!(b(b"Basic bm9jb2xvbg=="), None, "no colon");
         assert_eq!(b(b"Bearer"), None);
         assert_eq!(b(b"Bearer a b"), None);
         assert_eq!(b(b"Bearer =="), None);
@@ -370,7 +388,10 @@ mod tests {
         assert!(!tokens.allows(b""));
         assert!(Tokens::parse("\n# only a comment\n").is_err());
         let error = Tokens::parse("good\nbad token\n").unwrap_err();
-        assert!(error.contains("line 2") && !error.contains("bad token"), "{error}");
+        assert!(
+            error.contains("line 2") && !error.contains("bad token"),
+            "{error}"
+        );
         assert!(!format!("{tokens:?}").contains(TOKEN));
     }
 
@@ -388,7 +409,9 @@ mod tests {
             "a repeated Authorization is no token"
         );
         assert_eq!(
-            write(&format!("DELETE /live/a.ts HTTP/1.1\r\nHost: x\r\n{auth}\r\n")),
+            write(&format!(
+                "DELETE /live/a.ts HTTP/1.1\r\nHost: x\r\n{auth}\r\n"
+            )),
             Ok(Write::Delete {
                 path: path::clean(b"/live/a.ts").unwrap()
             })

@@ -249,14 +249,19 @@ impl Connection {
             return Ok(Next::Close); // parsed once already: cannot happen
         };
         let limits = core.config.limits;
-        let last =
-            limits.max_requests_per_conn != 0 && self.served >= limits.max_requests_per_conn;
+        let last = limits.max_requests_per_conn != 0 && self.served >= limits.max_requests_per_conn;
         if last || core.drain.started() {
             request.keep_alive = false;
         }
         let started = Instant::now();
         let outcome = self.carry_out(core, stream, &mut request).await;
-        if matches!(outcome, Written::Refused { body_left: true, .. }) {
+        if matches!(
+            outcome,
+            Written::Refused {
+                body_left: true,
+                ..
+            }
+        ) {
             // The body will not be read: the connection cannot go on.
             request.keep_alive = false;
         }
@@ -409,8 +414,15 @@ impl Connection {
         let result = match stopped {
             Some(Ok(early)) => {
                 self.read.push(&early);
-                self.receive_rest(stream, upload, &mut decoder, &mut pending, timeout, max_upload)
-                    .await
+                self.receive_rest(
+                    stream,
+                    upload,
+                    &mut decoder,
+                    &mut pending,
+                    timeout,
+                    max_upload,
+                )
+                .await
             }
             Some(Err(_)) => Err(Written::ClientGone),
             None => Err(stalled()),
@@ -649,7 +661,11 @@ fn stalled() -> Written {
 }
 
 /// Writes `pending` out once it is a batch, or whatever it holds if `all`.
-async fn flush(upload: &mut ingest::Upload, pending: &mut Vec<u8>, all: bool) -> Result<(), Written> {
+async fn flush(
+    upload: &mut ingest::Upload,
+    pending: &mut Vec<u8>,
+    all: bool,
+) -> Result<(), Written> {
     if pending.is_empty() || (!all && pending.len() < WRITE_BATCH) {
         return Ok(());
     }

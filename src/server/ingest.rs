@@ -77,7 +77,9 @@ fn read_tokens(path: &std::path::Path) -> Result<Tokens, String> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One core's view of uploads: the configuration, its copy of the tokens
@@ -341,28 +343,25 @@ impl Upload {
         let mut left = len;
         while left > 0 {
             let want = left.min(pipe.size as u64) as usize;
-            let moved = match glommio::io::splice(socket, None, pipe.write.as_raw_fd(), None, want)
-                .await
-            {
-                Ok(0) => return Err(SpliceError::Closed),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let waited = futures_lite::future::or(
-                        async { Some(readable().await) },
-                        async {
-                            glommio::timer::sleep(timeout).await;
-                            None
-                        },
-                    )
-                    .await;
-                    match waited {
-                        Some(Ok(())) => continue,
-                        Some(Err(_)) => return Err(SpliceError::Closed),
-                        None => return Err(SpliceError::Stalled),
+            let moved =
+                match glommio::io::splice(socket, None, pipe.write.as_raw_fd(), None, want).await {
+                    Ok(0) => return Err(SpliceError::Closed),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let waited =
+                            futures_lite::future::or(async { Some(readable().await) }, async {
+                                glommio::timer::sleep(timeout).await;
+                                None
+                            })
+                            .await;
+                        match waited {
+                            Some(Ok(())) => continue,
+                            Some(Err(_)) => return Err(SpliceError::Closed),
+                            None => return Err(SpliceError::Stalled),
+                        }
                     }
-                }
-                Err(_) => return Err(SpliceError::Closed),
-            };
+                    Err(_) => return Err(SpliceError::Closed),
+                };
             self.drain_pipe(&pipe, moved).await?;
             left -= moved as u64;
         }
@@ -372,15 +371,10 @@ impl Upload {
     /// Moves `n` bytes waiting in `pipe` to the file.
     async fn drain_pipe(&mut self, pipe: &Pipe, mut n: usize) -> Result<(), SpliceError> {
         while n > 0 {
-            let moved = glommio::io::splice(
-                pipe.read.as_raw_fd(),
-                None,
-                self.fd,
-                Some(self.written),
-                n,
-            )
-            .await
-            .map_err(|e| SpliceError::Write(io_write_error(&e)))?;
+            let moved =
+                glommio::io::splice(pipe.read.as_raw_fd(), None, self.fd, Some(self.written), n)
+                    .await
+                    .map_err(|e| SpliceError::Write(io_write_error(&e)))?;
             if moved == 0 {
                 return Err(SpliceError::Write(RequestError::Write(WriteError::NoSpace)));
             }
@@ -395,9 +389,7 @@ impl Upload {
     pub async fn publish(mut self, root: &Root, relative: &[u8]) -> Result<Status, RequestError> {
         if let Some(file) = self.file.take() {
             // Closing through glommio also waits for writes in flight.
-            file.close()
-                .await
-                .map_err(|e| io_write_error(&e.into()))?;
+            file.close().await.map_err(|e| io_write_error(&e.into()))?;
         }
         let (dir, temp, name, fsync) = (
             self.dir.clone(),
@@ -435,8 +427,13 @@ fn rename_into_place(
 ) -> Result<Status, RequestError> {
     let dirfd = Some(dir.as_raw_fd());
     if fsync {
-        let fd = nix::fcntl::openat(dirfd, temp, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(write_error)?;
+        let fd = nix::fcntl::openat(
+            dirfd,
+            temp,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(write_error)?;
         // SAFETY: `openat` just returned this descriptor and nothing else owns it.
         let file = unsafe { OwnedFd::from_raw_fd(fd) };
         nix::unistd::fsync(file.as_raw_fd()).map_err(write_error)?;
@@ -455,12 +452,9 @@ fn rename_into_place(
         }
         // Filesystems without RENAME_NOREPLACE: tell new from replaced first.
         Err(Errno::EINVAL) => {
-            let existed = nix::sys::stat::fstatat(
-                dirfd,
-                name,
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .is_ok();
+            let existed =
+                nix::sys::stat::fstatat(dirfd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .is_ok();
             nix::fcntl::renameat(dirfd, temp, dirfd, name).map_err(rename_error)?;
             if existed {
                 Status::NoContent
@@ -614,7 +608,10 @@ fn is_stale_temporary(name: &[u8]) -> bool {
         return false;
     };
     let pid = rest.split(|&b| b == b'.').next().unwrap_or_default();
-    let Some(pid) = std::str::from_utf8(pid).ok().and_then(|p| p.parse::<i32>().ok()) else {
+    let Some(pid) = std::str::from_utf8(pid)
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
         return true;
     };
     pid == std::process::id() as i32
@@ -631,9 +628,13 @@ mod tests {
     #[test]
     fn stale_temporaries_are_those_of_dead_processes() {
         let me = std::process::id();
-        assert!(is_stale_temporary(format!("{TEMP_PREFIX}{me}.0-1").as_bytes()));
+        assert!(is_stale_temporary(
+            format!("{TEMP_PREFIX}{me}.0-1").as_bytes()
+        ));
         // PID 1 always runs.
-        assert!(!is_stale_temporary(format!("{TEMP_PREFIX}1.0-1").as_bytes()));
+        assert!(!is_stale_temporary(
+            format!("{TEMP_PREFIX}1.0-1").as_bytes()
+        ));
         assert!(is_stale_temporary(format!("{TEMP_PREFIX}x.0-1").as_bytes()));
         assert!(!is_stale_temporary(b"segment.ts"));
         assert!(!is_stale_temporary(b".ringcast-uploadx"));

@@ -203,7 +203,9 @@ impl Dispatcher {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Running {
@@ -262,7 +264,12 @@ fn start(jobs: &Jobs, job: Job) -> Option<Running> {
     let output = match output_file() {
         Ok(file) => file,
         Err(e) => {
-            fail(jobs, &job, &format!("cannot make its output file: {e}"), 0.0);
+            fail(
+                jobs,
+                &job,
+                &format!("cannot make its output file: {e}"),
+                0.0,
+            );
             return None;
         }
     };
@@ -378,11 +385,7 @@ fn reap(jobs: &Jobs, job: &mut Running, stopping: Option<Instant>) -> bool {
 fn fail(jobs: &Jobs, job: &Job, why: &str, seconds: f64) {
     jobs.reserved.fetch_sub(1, Ordering::AcqRel);
     jobs.failed.fetch_add(1, Ordering::Relaxed);
-    eprintln!(
-        "ringcast: job {} for {}: {why}",
-        job.id,
-        job.file.display()
-    );
+    eprintln!("ringcast: job {} for {}: {why}", job.id, job.file.display());
     jobs.remember(Record {
         id: job.id,
         file: job.file.display().to_string(),
@@ -454,7 +457,9 @@ mod tests {
         let b = jobs.reserve("/bin/true".into()).unwrap();
         assert!(jobs.reserve("/bin/true".into()).is_none(), "full");
         drop(b);
-        let c = jobs.reserve("/bin/true".into()).expect("a dropped ticket frees its place");
+        let c = jobs
+            .reserve("/bin/true".into())
+            .expect("a dropped ticket frees its place");
         drop((a, c));
         dispatcher.finish(Instant::now());
     }
@@ -466,7 +471,10 @@ mod tests {
         let command = script(
             dir.path(),
             "job",
-            &format!("printf '%s|%s' \"$#\" \"$1\" > {}; echo done >&2", out.display()),
+            &format!(
+                "printf '%s|%s' \"$#\" \"$1\" > {}; echo done >&2",
+                out.display()
+            ),
         );
         let (jobs, dispatcher) = Jobs::start(limits(1, 4, Duration::from_secs(5))).unwrap();
         let odd = dir.path().join("a b;$(x).mp4");
@@ -498,7 +506,10 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
         assert_eq!(counts.running, 0);
         let exits: Vec<Option<i32>> = jobs.recent().iter().map(|r| r.exit).collect();
-        assert!(exits.contains(&Some(3)) && exits.contains(&Some(-9)), "{exits:?}");
+        assert!(
+            exits.contains(&Some(3)) && exits.contains(&Some(-9)),
+            "{exits:?}"
+        );
         assert!(jobs.reserve("/bin/true".into()).is_some());
         dispatcher.finish(Instant::now());
     }

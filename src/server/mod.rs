@@ -164,7 +164,9 @@ pub fn run(config: Config) -> Result<(), ServerError> {
                 tokens.reload();
             }
             if certs.is_none() && tokens.is_none() {
-                eprintln!("ringcast: SIGHUP: nothing to reload (no --tls-listen or --ingest-tokens)");
+                eprintln!(
+                    "ringcast: SIGHUP: nothing to reload (no --tls-listen or --ingest-tokens)"
+                );
             }
         })
     };
@@ -293,7 +295,8 @@ fn start_ingest(config: &Config) -> Result<Option<IngestStart>, ServerError> {
     let (Some(ingest), Some(policy)) = (&config.ingest, &config.policy.ingest) else {
         return Ok(None);
     };
-    let tokens = ingest::SharedTokens::load(ingest.tokens_file.clone()).map_err(ServerError::Ingest)?;
+    let tokens =
+        ingest::SharedTokens::load(ingest.tokens_file.clone()).map_err(ServerError::Ingest)?;
     let swept = ingest::sweep_temporaries(&config.root, policy.prefixes());
     let (jobs, dispatcher) = if ingest.on_publish.is_empty() {
         (None, None)
