@@ -228,7 +228,7 @@ fn prepare(
         Err(errno) => return Err(file_error(errno)),
     }
     let stat = nix::sys::statvfs::fstatvfs(&dir).map_err(file_error)?;
-    let free = u64::from(stat.blocks_available()) * u64::from(stat.fragment_size());
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
     if free < expected.saturating_add(min_free) {
         return Err(RequestError::Write(WriteError::NoSpace));
     }
