@@ -95,7 +95,9 @@ impl Connection {
                     let head_bytes = self.read.data()[..used].to_vec();
                     self.read.consume(used);
                     self.served += 1;
-                    let next = self.write(core, stream, &head_bytes).await?;
+                    // Boxed: the upload path's state would otherwise enlarge
+                    // every connection's future, idle ones included.
+                    let next = Box::pin(self.write(core, stream, &head_bytes)).await?;
                     head_deadline = None;
                     next
                 }
