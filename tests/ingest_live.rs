@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{have_tool, Server};
-use std::process::{Command, Stdio};
+use common::{bounded, have_tool, Server};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "live-token-42";
@@ -30,32 +30,30 @@ fn server(dir: &std::path::Path) -> Server {
 
 /// ffmpeg encoding a test pattern in real time for `seconds`, then `args`.
 fn encoder(seconds: u32, args: &[&str]) -> std::process::Child {
-    Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-v",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-        ])
-        .args([
-            "-t",
-            &seconds.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-        ])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg starts")
+    bounded::spawn_captured(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-v",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+            ])
+            .args([
+                "-t",
+                &seconds.to_string(),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "25",
+            ])
+            .args(args),
+    )
 }
 
 fn wait_for(path: &std::path::Path, limit: Duration) {
@@ -94,36 +92,6 @@ fn probes_h264(url: &str) -> bool {
         .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("h264"))
 }
 
-fn finish(mut child: std::process::Child) {
-    let output = child.wait_with_output_bounded();
-    assert!(output.0, "the encoder failed: {}", output.1);
-}
-
-trait Bounded {
-    fn wait_with_output_bounded(&mut self) -> (bool, String);
-}
-
-impl Bounded for std::process::Child {
-    fn wait_with_output_bounded(&mut self) -> (bool, String) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.try_wait() {
-                let mut err = String::new();
-                if let Some(mut stderr) = self.stderr.take() {
-                    use std::io::Read;
-                    let _ = stderr.read_to_string(&mut err);
-                }
-                return (status.success(), err);
-            }
-            if Instant::now() > deadline {
-                let _ = self.kill();
-                return (false, "timed out".into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 #[test]
 fn ffmpeg_pushes_live_hls_that_plays_while_old_segments_are_deleted() {
     if !have_tool("ffmpeg") || !have_tool("ffprobe") {
@@ -155,7 +123,7 @@ fn ffmpeg_pushes_live_hls_that_plays_while_old_segments_are_deleted() {
     std::thread::sleep(Duration::from_secs(2));
     assert!(probes_h264(&playlist), "ffprobe reads the live playlist");
     assert!(decodes(&playlist, 10), "ffmpeg decodes the live stream");
-    finish(child);
+    bounded::finish_ok(child, "the encoder", Duration::from_secs(60));
     let segments: Vec<String> = std::fs::read_dir(&live)
         .unwrap()
         .flatten()
@@ -213,7 +181,7 @@ fn ffmpeg_pushes_live_dash_that_probes() {
     wait_for(&live.join("manifest.mpd"), Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(1));
     assert!(probes_h264(&server.url("/live/dash/manifest.mpd")));
-    finish(child);
+    bounded::finish_ok(child, "the encoder", Duration::from_secs(60));
     assert!(live.join("init-stream0.m4s").exists());
     assert!(decodes(&server.url("/live/dash/manifest.mpd"), 10));
 }

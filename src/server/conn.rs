@@ -563,10 +563,7 @@ impl ReadBuffer {
         if bytes.is_empty() {
             return;
         }
-        if self.start > 0 {
-            self.bytes.copy_within(self.start..self.end, 0);
-            (self.start, self.end) = (0, self.end - self.start);
-        }
+        self.compact();
         let needed = self.end + bytes.len();
         if self.bytes.len() < needed {
             self.bytes.resize(needed, 0);
@@ -579,10 +576,7 @@ impl ReadBuffer {
     /// upload's body is read in large pieces ([`ReadBuffer::shrink`] gives
     /// the room back afterwards).
     async fn fill_body(&mut self, stream: &mut Transport) -> io::Result<usize> {
-        if self.start > 0 {
-            self.bytes.copy_within(self.start..self.end, 0);
-            (self.start, self.end) = (0, self.end - self.start);
-        }
+        self.compact();
         if self.bytes.len() < self.end + BODY_READ {
             self.bytes.resize(self.end + BODY_READ, 0);
         }
@@ -607,14 +601,21 @@ impl ReadBuffer {
             return;
         }
         if self.start > 0 {
-            self.bytes.copy_within(self.start..self.end, 0);
-            (self.start, self.end) = (0, self.end - self.start);
+            self.compact();
             return;
         }
         let size = (self.bytes.len() * 2)
             .clamp(INITIAL_READ_BUFFER, MAX_HEAD + 1)
             .max(self.end + 1);
         self.bytes.resize(size, 0);
+    }
+
+    /// Moves the unconsumed bytes to the front of the storage.
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
     }
 
     /// Gives back a buffer a big head made large, keeping what is unconsumed.

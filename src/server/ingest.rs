@@ -11,7 +11,7 @@
 //! workers, never passing through user memory.
 
 use super::fs::Root;
-use super::jobs::{Jobs, Ticket};
+use super::jobs::{lock, Jobs, Ticket};
 use crate::config::IngestConfig;
 use crate::http::error::{FileError, RequestError, Status};
 use crate::http::path::CleanPath;
@@ -74,12 +74,6 @@ fn read_tokens(path: &std::path::Path) -> Result<Tokens, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("--ingest-tokens {}: cannot read: {e}", path.display()))?;
     Tokens::parse(&text).map_err(|e| format!("--ingest-tokens {}: {e}", path.display()))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One core's view of uploads: the configuration, its copy of the tokens

@@ -151,6 +151,18 @@ impl Jobs {
     }
 }
 
+impl Record {
+    fn of(job: &Job, state: &'static str, exit: Option<i32>, seconds: f64) -> Record {
+        Record {
+            id: job.id,
+            file: job.file.display().to_string(),
+            state,
+            exit,
+            seconds,
+        }
+    }
+}
+
 impl Ticket {
     /// Queues the job for the published `file` (absolute).
     pub fn submit(mut self, file: PathBuf) {
@@ -162,13 +174,7 @@ impl Ticket {
             file,
         };
         jobs.queued.fetch_add(1, Ordering::Relaxed);
-        jobs.remember(Record {
-            id: job.id,
-            file: job.file.display().to_string(),
-            state: "queued",
-            exit: None,
-            seconds: 0.0,
-        });
+        jobs.remember(Record::of(&job, "queued", None, 0.0));
         if lock(&jobs.submit).send(job).is_err() {
             // The dispatcher is gone (shutting down): the job never runs.
             jobs.queued.fetch_sub(1, Ordering::Relaxed);
@@ -202,7 +208,8 @@ impl Dispatcher {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// A poisoned lock still guards consistent data here (counters, lists).
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -288,13 +295,7 @@ fn start(jobs: &Jobs, job: Job) -> Option<Running> {
     match spawned {
         Ok(child) => {
             jobs.running.fetch_add(1, Ordering::Relaxed);
-            jobs.remember(Record {
-                id: job.id,
-                file: job.file.display().to_string(),
-                state: "running",
-                exit: None,
-                seconds: 0.0,
-            });
+            jobs.remember(Record::of(&job, "running", None, 0.0));
             Some(Running {
                 job,
                 child,
@@ -372,13 +373,8 @@ fn reap(jobs: &Jobs, job: &mut Running, stopping: Option<Instant>) -> bool {
             format!("; output: {tail}")
         }
     );
-    jobs.remember(Record {
-        id: job.job.id,
-        file: job.job.file.display().to_string(),
-        state: if ok { "succeeded" } else { "failed" },
-        exit,
-        seconds,
-    });
+    let state = if ok { "succeeded" } else { "failed" };
+    jobs.remember(Record::of(&job.job, state, exit, seconds));
     true
 }
 
@@ -386,13 +382,7 @@ fn fail(jobs: &Jobs, job: &Job, why: &str, seconds: f64) {
     jobs.reserved.fetch_sub(1, Ordering::AcqRel);
     jobs.failed.fetch_add(1, Ordering::Relaxed);
     eprintln!("ringcast: job {} for {}: {why}", job.id, job.file.display());
-    jobs.remember(Record {
-        id: job.id,
-        file: job.file.display().to_string(),
-        state: "failed",
-        exit: None,
-        seconds,
-    });
+    jobs.remember(Record::of(job, "failed", None, seconds));
 }
 
 fn kill_group(child: &Child) {
